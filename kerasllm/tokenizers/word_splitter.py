@@ -46,6 +46,20 @@ def class_table(split_classes):
     return table
 
 
+def segment_ids(row_splits, out_type=tf.int64):
+    """The row of each value, from ragged row splits (`[0, 2, 2, 3]` -> `[0, 0, 2]`).
+
+    `tf.ragged.row_splits_to_segment_ids` does the same in ~70 graph nodes,
+    which tf.data instantiates again per iterator; this takes ~12. Each
+    split adds one at its position (empty rows stack up there) and the
+    running sum is the row.
+    """
+    num_values = row_splits[-1]
+    ends = row_splits[1:, tf.newaxis]
+    marks = tf.scatter_nd(ends, tf.ones_like(ends[:, 0], out_type), [num_values + 1])
+    return tf.cumsum(marks[:-1])
+
+
 def _shift(values, offset, fill):
     """`values` moved `offset` places later (> 0) or earlier (< 0), padded with `fill`."""
     pad = tf.fill([abs(offset)], tf.cast(fill, values.dtype))
@@ -54,23 +68,30 @@ def _shift(values, offset, fill):
     return tf.concat([values, pad], axis=0)[-offset:]
 
 
-def split_words(strings, classes):
+def split_words(strings, classes, keep_whole=None):
     """Split 1-D strings into pre-tokenizer words.
 
     Args:
         strings: 1-D string tensor (valid UTF-8; invalid bytes read as U+FFFD).
         classes: int tensor `[0x110000]`, the class of each code point
             (`class_table`).
+        keep_whole: optional 1-D bool tensor: strings to keep as one word
+            (special tokens).
 
     Returns:
         A string `tf.RaggedTensor` `[len(strings), None]` of words whose
         concatenation is each input string.
     """
-    chars = tf.strings.unicode_decode(
-        strings, "UTF-8", errors="replace", replacement_char=0xFFFD
-    )
-    c = chars.flat_values  # (n,) code points of all strings
-    row = tf.cast(chars.value_rowids(), tf.int32)  # (n,) string of each char
+    # Raw ops and unchecked ragged tensors: the `tf.strings` wrappers add
+    # dozens of graph nodes that tf.data instantiates again per iterator.
+    char_splits, c = tf.raw_ops.UnicodeDecode(
+        input=strings,
+        input_encoding="UTF-8",
+        errors="replace",
+        replacement_char=0xFFFD,
+        Tsplits=tf.int64,
+    )  # c: (n,) code points of all strings
+    row = segment_ids(char_splits, tf.int32)
     cls = tf.cast(tf.gather(classes, c), tf.int32)
 
     first = row != _shift(row, 1, -1)  # first character of its string
@@ -126,20 +147,19 @@ def split_words(strings, classes):
     inside = _shift(two | three, 1, False) | _shift(three, 2, False)
     after = _shift(two, 2, False) | _shift(three, 3, False)
     boundary = (boundary & ~inside) | after
+    if keep_whole is not None:
+        boundary = tf.where(tf.gather(keep_whole, row), first, boundary)
 
-    # Characters -> words -> strings.
     # Characters -> words -> strings. Word starts are sorted, so their
     # positions are the row splits of the words.
     starts = tf.reshape(tf.where(boundary), [-1])  # int64
-    words = tf.strings.unicode_encode(
-        tf.RaggedTensor.from_row_splits(
-            c, tf.concat([starts, tf.shape(c, tf.int64)], axis=0), validate=False
-        ),
-        "UTF-8",
+    words = tf.raw_ops.UnicodeEncode(
+        input_values=c,
+        input_splits=tf.concat([starts, tf.shape(c, tf.int64)], axis=0),
+        output_encoding="UTF-8",
     )
-    return tf.RaggedTensor.from_value_rowids(
-        words,
-        tf.cast(tf.gather(row, starts), tf.int64),
-        nrows=tf.shape(strings, tf.int64)[0],
-        validate=False,
+    # Words before each string's first character: the strings' word splits.
+    words_before = tf.concat([[0], tf.cumsum(tf.cast(boundary, tf.int64))], axis=0)
+    return tf.RaggedTensor.from_row_splits(
+        words, tf.gather(words_before, char_splits), validate=False
     )
