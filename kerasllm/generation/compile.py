@@ -11,6 +11,8 @@ lazily for the active backend only.
 
 import keras
 
+from kerasllm.layers.dense import xla_decoding
+
 
 class CompiledFunction:
     """`fn(*args)` compiled for the active backend; retraced only on new shapes.
@@ -31,7 +33,10 @@ class CompiledFunction:
         self.trace_count = 0
         self.backend = keras.config.backend()
 
-        traced = _Traced(self, fn)
+        # Under XLA the layers may use in-place cache writes and XLA-friendly
+        # forms (`kerasllm.layers.dense.xla_decoding`).
+        uses_xla = jit_compile or self.backend == "jax"
+        traced = _Traced(self, fn, uses_xla)
 
         if self.backend == "tensorflow":
             import tensorflow as tf
@@ -61,12 +66,15 @@ class _Traced:
     retracing" warning on a closure's code, which every program shares.
     """
 
-    def __init__(self, owner, fn):
-        self.owner, self.fn = owner, fn
+    def __init__(self, owner, fn, uses_xla):
+        self.owner, self.fn, self.uses_xla = owner, fn, uses_xla
 
     def __call__(self, *args):
         self.owner.trace_count += 1
-        return self.fn(*args)
+        if not self.uses_xla:
+            return self.fn(*args)
+        with xla_decoding():
+            return self.fn(*args)
 
 
 def compile_model_function(model, fn, jit_compile=True):

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerasllm.layers.dense import Dense
+
 ACTIVATIONS = ("gelu", "gelu_exact", "relu", "swiglu")
 
 
@@ -79,7 +81,7 @@ class FeedForward(keras.layers.Layer):
         hidden_dim = input_shape[-1]
 
         def dense(units, initializer, name):
-            layer = keras.layers.Dense(
+            layer = Dense(
                 units,
                 use_bias=self.use_bias,
                 kernel_initializer=initializer,

@@ -135,3 +135,39 @@ def test_bad_arguments_name_the_value(make, message):
 def test_attention_rejects_indivisible_hidden_dim():
     with pytest.raises(ValueError, match="hidden_dim=30"):
         CausalSelfAttention(num_heads=4)(np.zeros((1, 2, 30), "float32"))
+
+
+def test_dense_single_row_under_xla_decoding_matches_keras_dense():
+    """The decode-only bias form gives Keras Dense's values (and only there)."""
+    from kerasllm.generation.compile import compile_model_function
+    from kerasllm.layers.dense import Dense, in_xla_decoding
+
+    ours = Dense(24, bias_initializer="random_normal")
+    row = HIDDEN[:1, :1]  # (1, 1, 32): a vector-matrix product
+    ours.build(row.shape)
+    reference = keras.layers.Dense(24)
+    reference.build(row.shape)
+    reference.set_weights(ours.get_weights())
+
+    def seen_inside(x):
+        assert in_xla_decoding()
+        return ours(x)
+
+    compiled = compile_model_function(ours, seen_inside)
+    assert_close(compiled(ops.convert_to_tensor(row)), reference(row), atol=1e-6)
+    assert not in_xla_decoding()  # the context ends with the trace
+    assert_close(ours(HIDDEN), reference(HIDDEN), atol=1e-6)
+
+
+def test_cache_write_is_the_same_in_place_and_by_select():
+    from kerasllm.layers.causal_self_attention import write_to_cache
+    from kerasllm.layers.dense import xla_decoding
+
+    rng = np.random.default_rng(1)
+    cache = rng.normal(size=(2, 2, 10, 3, 4)).astype("float32")
+    update = rng.normal(size=(2, 2, 3, 3, 4)).astype("float32")
+    expected = cache.copy()
+    expected[:, :, 6:9] = update
+    assert_close(write_to_cache(cache, update, 6), expected)
+    with xla_decoding():
+        assert_close(write_to_cache(cache, update, 6), expected)
