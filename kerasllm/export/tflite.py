@@ -6,7 +6,7 @@ caller passes back in each step.
 
     prefill(token_ids int32 [1, S], length int32 [])
         -> logits float32 [1, V] (at position length - 1),
-           kv_cache float32 [L, 1, 2, S, K, D]
+           kv_cache float32 [L, 1, 2, K, S, D]
     decode(token_id int32 [1, 1], position int32 [], kv_cache)
         -> logits float32 [1, V], kv_cache
 
@@ -52,7 +52,7 @@ def _prefill_and_decode(model, cache_length):
 
     config = model.config
     cache_spec = tf.TensorSpec(
-        [config.num_layers, 1, 2, cache_length, config.kv_heads, config.head_dim],
+        [config.num_layers, 1, 2, config.kv_heads, cache_length, config.head_dim],
         tf.float32,
         name="kv_cache",
     )
@@ -61,7 +61,7 @@ def _prefill_and_decode(model, cache_length):
         cache = model.init_cache(1, cache_length, "float32")
         logits, cache = model.call_with_cache(token_ids, cache, 0)  # (1, S, V)
         last = tf.gather(logits[0], length - 1)[tf.newaxis]  # (1, V)
-        return {"logits": last, "kv_cache": tf.stack(cache)}  # (L, 1, 2, S, K, D)
+        return {"logits": last, "kv_cache": tf.stack(cache)}  # (L, 1, 2, K, S, D)
 
     def decode(token_id, position, kv_cache):
         logits, cache = model.call_with_cache(

@@ -149,7 +149,8 @@ class GPT(keras.Model):
     # ------------------------------------------------------------ KV cache
 
     def init_cache(self, batch_size, max_length=None, dtype=None):
-        """Zeroed key/value caches: a list with one `(B, 2, S, K, D)` per block.
+        """Zeroed key/value caches: a list with one `(B, 2, K, S, D)` per block
+        (keys and values, heads-major: see `layers.cached_attention`).
 
         Args:
             batch_size: rows decoded together.
@@ -162,7 +163,7 @@ class GPT(keras.Model):
                 "max_length exceeds the learned position table. Received: "
                 f"max_length={max_length}, context_length={self.config.context_length}"
             )
-        shape = (batch_size, 2, max_length, self.config.kv_heads, self.config.head_dim)
+        shape = (batch_size, 2, self.config.kv_heads, max_length, self.config.head_dim)
         return [
             ops.zeros(shape, dtype=dtype or self.compute_dtype)
             for _ in range(self.config.num_layers)

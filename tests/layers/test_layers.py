@@ -44,7 +44,7 @@ def test_standard_layer_checks(layer_cls, kwargs, data, out_shape, tmp_path):
 def test_attention_cache_decode_matches_full_forward(rope, kv_heads):
     layer = CausalSelfAttention(num_heads=4, num_kv_heads=kv_heads, use_rotary_embedding=rope)
     full = layer(HIDDEN)  # (B, T, d)
-    cache = ops.zeros((2, 2, 12, kv_heads, 8))
+    cache = ops.zeros((2, 2, kv_heads, 12, 8))  # (B, k/v, K, S, D)
     # Prefill three tokens, then decode one token at a time.
     out, cache = layer(HIDDEN[:, :3], cache=cache, cache_update_index=0)
     pieces = [out]
@@ -164,10 +164,10 @@ def test_cache_write_is_the_same_in_place_and_by_select():
     from kerasllm.layers.dense import xla_decoding
 
     rng = np.random.default_rng(1)
-    cache = rng.normal(size=(2, 2, 10, 3, 4)).astype("float32")
+    cache = rng.normal(size=(2, 2, 3, 10, 4)).astype("float32")  # (B, 2, K, S, D)
     update = rng.normal(size=(2, 2, 3, 3, 4)).astype("float32")
     expected = cache.copy()
-    expected[:, :, 6:9] = update
+    expected[:, :, :, 6:9] = update
     assert_close(write_to_cache(cache, update, 6), expected)
     with xla_decoding():
         assert_close(write_to_cache(cache, update, 6), expected)
