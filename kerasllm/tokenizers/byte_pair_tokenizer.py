@@ -15,9 +15,10 @@ So this module has its own in-graph BPE: text is cut into words by
 character-class rules equal to the tokenizer's stored pattern
 (`word_splitter.py`); frequent words are looked up in a static table of their
 ids (collected when training, `word_cache.json`); the rest go through a merge
-loop vectorized over all words at once. Everything is TF core plus
-`tensorflow_text.regex_split` (for special tokens), and every table is
-static, so it exports.
+loop vectorized over all words at once. Special tokens are cut out first
+(wrapped in 0xFF marks by a regex replace, then split there). Everything is
+TF core ops, and every table is static, so it exports and needs no
+tensorflow-text at serving time for BPE.
 """
 
 import functools
