@@ -167,3 +167,16 @@ def test_train_streams_a_generator(tmp_path):
     )
     assert consumed == list(range(200))
     assert tokenizer.decode(tokenizer.encode("lazy dog 42")) == "lazy dog 42"
+
+
+def test_bpe_graph_has_no_assertion_branches(bpe_tokenizer):
+    """tf.data rebuilds every branch function of the map function per iterator
+    (measured ~0.3 s per pass with 25 of them), so the BPE graph keeps none:
+    no `validate=True` ragged factories, ragged concat or merge_dims."""
+    graph = (
+        tf.function(bpe_tokenizer.tokenize)
+        .get_concrete_function(tf.TensorSpec([None], tf.string))
+        .graph.as_graph_def()
+    )
+    branches = [node.name for node in graph.node if node.op in ("If", "StatelessIf")]
+    assert branches == []
