@@ -11,7 +11,7 @@ lazily for the active backend only.
 
 import keras
 
-from kerasllm.layers.dense import xla_decoding
+from kerasllm.layers.xla_decoding import xla_decoding
 
 
 class CompiledFunction:
@@ -34,7 +34,7 @@ class CompiledFunction:
         self.backend = keras.config.backend()
 
         # Under XLA the layers may use in-place cache writes and XLA-friendly
-        # forms (`kerasllm.layers.dense.xla_decoding`).
+        # forms (`kerasllm.layers.xla_decoding`).
         uses_xla = jit_compile or self.backend == "jax"
         traced = _Traced(self, fn, uses_xla)
 

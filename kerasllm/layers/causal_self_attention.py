@@ -3,8 +3,9 @@
 import keras
 from keras import ops
 
-from kerasllm.layers.dense import Dense, in_xla_decoding
+from kerasllm.layers.dense import Dense
 from kerasllm.layers.rotary_embedding import RotaryEmbedding
+from kerasllm.layers.xla_decoding import in_xla_decoding
 
 
 def write_to_cache(cache, update, index):

@@ -1,8 +1,5 @@
 """`Dense`: `keras.layers.Dense` that decodes one row faster on TensorFlow.
 
-Also `xla_decoding()`, the context in which the decode programs are traced,
-so layers can choose ops that only pay off (or only work) under XLA.
-
 Why a subclass: at batch-1 decoding every projection is a vector-matrix
 product, and XLA:CPU (TensorFlow 2.21) handles those poorly in two ways,
 measured on this 2-core machine:
@@ -13,38 +10,21 @@ measured on this 2-core machine:
 - Its library product streams the weights faster when the contracted
   dimension is cut into blocks (see `_split_vector_matmul`).
 
-So inside `xla_decoding()` on TensorFlow, for a single row, the product is
-computed over row blocks of the kernel and the bias is added through a term
-that depends on the product's output, which keeps the two apart. Values are
+So while tracing inside `kerasllm.layers.xla_decoding.xla_decoding()` on
+TensorFlow, for a single row, the product is computed over row blocks of the
+kernel and the bias is added through a term that depends on the product's
+output, which keeps the two apart. Values are
 the same up to float summation order; weights, config, LoRA and quantization
 are Keras's own, and everything else (training, JAX, exports) runs
 `keras.layers.Dense.call` unchanged. JAX's newer XLA needs neither.
 """
 
-import contextlib
 import math
-import threading
 
 import keras
 from keras import ops
 
-_context = threading.local()
-
-
-@contextlib.contextmanager
-def xla_decoding():
-    """Marks code traced inside as a decode step compiled with XLA."""
-    previous = getattr(_context, "xla_decoding", False)
-    _context.xla_decoding = True
-    try:
-        yield
-    finally:
-        _context.xla_decoding = previous
-
-
-def in_xla_decoding():
-    """True while tracing inside `xla_decoding()`."""
-    return getattr(_context, "xla_decoding", False)
+from kerasllm.layers.xla_decoding import in_xla_decoding
 
 
 def _is_single_row(inputs):

@@ -141,7 +141,8 @@ def test_attention_rejects_indivisible_hidden_dim():
 def test_dense_single_row_under_xla_decoding_matches_keras_dense(use_bias):
     """The decode-only form (row blocks, bias kept apart) gives Dense's values."""
     from kerasllm.generation.compile import compile_model_function
-    from kerasllm.layers.dense import Dense, in_xla_decoding
+    from kerasllm.layers.dense import Dense
+    from kerasllm.layers.xla_decoding import in_xla_decoding
 
     # 384 inputs: three blocks of 128 kernel rows.
     row = np.random.default_rng(2).normal(size=(1, 1, 384)).astype("float32")
@@ -164,7 +165,7 @@ def test_dense_single_row_under_xla_decoding_matches_keras_dense(use_bias):
 
 def test_cache_write_is_the_same_in_place_and_by_select():
     from kerasllm.layers.causal_self_attention import write_to_cache
-    from kerasllm.layers.dense import xla_decoding
+    from kerasllm.layers.xla_decoding import xla_decoding
 
     rng = np.random.default_rng(1)
     cache = rng.normal(size=(2, 2, 3, 10, 4)).astype("float32")  # (B, 2, K, S, D)
