@@ -30,6 +30,40 @@ def test_loss_ignores_masked_positions_and_averages_over_the_rest():
     assert float(masked_sparse_categorical_crossentropy(LABELS, LOGITS)) == pytest.approx(expected, rel=1e-5)
 
 
+def gradient(fn, x):
+    """d fn(x) / dx with the active backend's autodiff."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.jit(jax.grad(fn))(x)), jax.grad(fn)(x).dtype
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = fn(x)
+    grad = tape.gradient(value, x)
+    return grad.numpy(), grad.dtype
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loss_gradient_is_softmax_minus_one_hot_over_valid_positions(dtype):
+    # The gradient is written by hand (losses.token_cross_entropy); check it
+    # against the closed form, in the logits' own dtype.
+    logits = ops.cast(LOGITS * 4.0, dtype)
+    grad, grad_dtype = gradient(lambda x: LanguageModelLoss()(LABELS, x), logits)
+    x = np.asarray(ops.convert_to_numpy(ops.cast(logits, "float32")))
+    probs = np.exp(x - x.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    valid = LABELS >= 0
+    one_hot = np.eye(x.shape[-1])[np.where(valid, LABELS, 0)]
+    expected = (probs - one_hot) * valid[..., None] / valid.sum()
+    assert keras.backend.standardize_dtype(grad_dtype) == dtype
+    tolerance = 1e-6 if dtype == "float32" else 2e-3
+    np.testing.assert_allclose(np.asarray(grad, "float32"), expected, atol=tolerance)
+    assert np.all(np.asarray(grad, "float32")[~valid] == 0)
+
+
 def test_loss_is_unchanged_by_logits_at_ignored_positions():
     changed = LOGITS.copy()
     changed[0, 2] += 100.0
