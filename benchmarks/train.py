@@ -13,7 +13,10 @@ TFLOP/s and MFU (model FLOPs utilization):
 
 All three have the same width, depth, heads, feed-forward width and
 vocabulary, train with AdamW (weight decay 0.1, global clipnorm 1.0) and are
-compiled with `jit_compile=True` (XLA on both backends). FLOPs per token are
+compiled with Keras's default `jit_compile="auto"`, which is what a user's
+`model.compile()` and kerasllm's own recipes get: XLA on JAX and on GPUs, no
+XLA on a CPU-only TensorFlow machine (`--jit-compile on|off` overrides it for
+every model alike). FLOPs per token are
 `GPTConfig.flops_per_token(seq_len)` (6N + 12·L·T·d, PaLM's formula) for every
 model, so tokens/s and MFU compare directly. MFU is against the datasheet
 dense bf16 peak on GPUs (989 TFLOP/s on an H100) and against a measured
@@ -97,7 +100,25 @@ def parse_args(argv=None):
         "function; on TensorFlow the loop runs inside the graph).",
     )
     parser.add_argument(
-        "--no-jit", action="store_true", help="Compile with jit_compile=False."
+        "--jit-compile", choices=("auto", "on", "off"), default="auto",
+        help='Keras `jit_compile` for every model. "auto" (Keras\'s default): '
+        "XLA except on CPU-only TensorFlow.",
+    )
+    parser.add_argument(
+        "--no-jit", action="store_true", help='Same as "--jit-compile off".'
+    )
+    parser.add_argument(
+        "--distribution", default="none",
+        choices=("none", "data_parallel", "mirrored"),
+        help="Data parallelism over every device of this host "
+        "(kerasllm.training.distribution_scope): data_parallel on JAX "
+        "(keras.distribution.DataParallel), mirrored on TensorFlow. The batch "
+        "size is the global batch.",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="Seed set before building each model, so runs on different device "
+        "counts start from the same weights and see the same batches.",
     )
     parser.add_argument(
         "--peak-tflops", type=float, default=None,
@@ -118,6 +139,8 @@ def parse_args(argv=None):
     )
     parser.add_argument("--no-write", action="store_true", help="Do not write JSON.")
     args = parser.parse_args(argv)
+    if args.no_jit:
+        args.jit_compile = "off"
     if args.batch_size is not None and len(args.batch_size) not in (1, len(args.preset)):
         parser.error(
             "--batch-size takes one value or one per preset. Received: "
@@ -263,7 +286,7 @@ def benchmark_preset(kinds, preset, batch_size, seq_len, args, dtype):
     from kerasllm.models.gpt_config import GPTConfig
 
     config = GPTConfig.from_preset(preset)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
 
     def batches(steps):
         tokens = rng.integers(0, config.vocab_size, (steps * batch_size, seq_len + 1))
@@ -277,17 +300,20 @@ def benchmark_preset(kinds, preset, batch_size, seq_len, args, dtype):
     runs = {}
     for kind in kinds:
         print(f"{preset} / {kind}: batch {batch_size} x {seq_len}, compiling ...", flush=True)
+        keras.utils.set_random_seed(args.seed)
         model, loss, optimizer = build(kind, preset, seq_len, dtype)
         model.compile(
             optimizer=optimizer,
             loss=loss,
-            jit_compile=not args.no_jit,
+            jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
             steps_per_execution=args.steps_per_execution,
         )
         start = time.perf_counter()
         warmup = epoch_timer()
         fit_epochs(model, batches(args.warmup_steps), warmup)
+        jit_compile = bool(model.jit_compile)  # "auto" resolved by compile
         runs[kind] = {
+            "jit_compile": jit_compile,
             "model": model,
             "warmup": warmup,
             "compile_seconds": time.perf_counter() - start,
@@ -311,6 +337,7 @@ def benchmark_preset(kinds, preset, batch_size, seq_len, args, dtype):
             "batch_size": batch_size,
             "seq_len": seq_len,
             "dtype": dtype,
+            "jit_compile": run["jit_compile"],
             "parameters": int(model.count_params()),
             "step_ms": 1e3 * step_seconds,
             "step_ms_all_epochs": [1e3 * s / args.steps for s in timer.seconds],
@@ -320,6 +347,7 @@ def benchmark_preset(kinds, preset, batch_size, seq_len, args, dtype):
             "compile_and_warmup_s": run["compile_seconds"],
             "loss_first": run["warmup"].losses[0],
             "loss_last": timer.losses[-1],
+            "losses_all_epochs": run["warmup"].losses + timer.losses,
         }
         if args.profile:
             # One more epoch under the JAX profiler: where the device time goes.
@@ -400,8 +428,20 @@ def main(argv=None):
         kernel = attention_kernel(seq_len, config.num_heads, config.head_dim, compute_dtype)
         attention[preset] = kernel
         print(f"{preset}: causal attention compiles to {kernel}", flush=True)
-        for row in benchmark_preset(models, preset, batch_size, seq_len, args, dtype):
-            row["mfu"] = row["tflops"] / peak
+        from kerasllm.training.distribution import distribution_scope
+
+        scope, replicas = distribution_scope(args.distribution)
+        if batch_size % replicas:
+            raise ValueError(
+                f"--batch-size must be a multiple of the {replicas} devices of "
+                f"--distribution {args.distribution}. Received: {batch_size}"
+            )
+        with scope:
+            preset_rows = benchmark_preset(models, preset, batch_size, seq_len, args, dtype)
+        for row in preset_rows:
+            row["devices"] = replicas
+            row["tokens_per_second_per_device"] = row["tokens_per_second"] / replicas
+            row["mfu"] = row["tflops"] / peak / replicas
             rows.append(row)
             print(f"  {row['model']}: {row['step_ms']:.1f} ms/step, "
                   f"{row['tokens_per_second']:,.0f} tokens/s, MFU {100 * row['mfu']:.1f}%, "
@@ -438,7 +478,8 @@ def main(argv=None):
             "benchmark": "train",
             "device": device,
             "dtype": dtype,
-            "jit_compile": not args.no_jit,
+            "jit_compile": args.jit_compile,
+            "distribution": args.distribution,
             "steps_per_execution": args.steps_per_execution,
             "steps": args.steps,
             "repeats": args.repeats,
