@@ -20,7 +20,6 @@ are Keras's own, and everything else (training, JAX, exports) runs
 """
 
 import math
-import os
 
 import keras
 from keras import ops
@@ -33,38 +32,13 @@ def _is_single_row(inputs):
     return all(d is not None for d in rows) and math.prod(rows) == 1
 
 
-# Rows of the kernel per block in `_split_vector_matmul`: at most this many,
-# and at least `_MIN_BLOCK_ROWS` when that is what keeps the threads balanced.
-_BLOCK_ROWS = 256
-_MIN_BLOCK_ROWS = 64
+# Rows of the kernel per block in `_split_vector_matmul`.
+_BLOCK_ROWS = 128
 
 
-def _cpu_threads():
-    """CPUs this process may run on (XLA:CPU's thread pool is that size)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _chunk_length(depth, threads):
-    """Rows per block for a kernel of `depth` rows.
-
-    The largest divisor of `depth` up to `_BLOCK_ROWS` that cuts it into a
-    multiple of `threads` blocks, so that every thread gets the same share
-    of the weights; without such a divisor of at least `_MIN_BLOCK_ROWS`
-    rows, the largest divisor up to `_BLOCK_ROWS`. On this 2-core machine,
-    decoding the same model in one process: baby (depth 384 and 1536) 499
-    tokens/s with 128-row blocks (3 and 12 blocks), 538 with 192/256 and
-    543 with this rule; gpt2-124m (768 and 3072) 76.0 with 128 rows (6 and
-    24 blocks), 72.0 with 256 (3 and 12: one thread idles on the odd block)
-    and 80.1 with this rule (192 and 256 rows).
-    """
-    divisors = [d for d in range(1, min(depth, _BLOCK_ROWS) + 1) if depth % d == 0]
-    balanced = [
-        d for d in divisors if d >= _MIN_BLOCK_ROWS and (depth // d) % threads == 0
-    ]
-    return max(balanced or divisors)
+def _chunk_length(depth, target):
+    """The largest divisor of `depth` that is at most `target` (1 if none)."""
+    return max(d for d in range(1, min(depth, target) + 1) if depth % d == 0)
 
 
 def _split_vector_matmul(inputs, kernel):
@@ -74,10 +48,12 @@ def _split_vector_matmul(inputs, kernel):
     cut into blocks (a free reshape of the kernel into `(blocks, rows,
     units)`, one batched product, a sum): measured per product here, 768 ->
     2304 from 25 to 35 GB/s and 3072 -> 768 from 18 to 26 GB/s with blocks
-    of 256 rows. `_chunk_length` picks the block size.
+    of 256 rows. Over whole decode steps blocks of 96-192 rows were best
+    (gpt2-124m 60 -> 75 tok/s, baby 367 -> 466-509); 128 divides the usual
+    widths.
     """
     depth, units = kernel.shape
-    chunk = _chunk_length(depth, _cpu_threads())
+    chunk = _chunk_length(depth, _BLOCK_ROWS)
     blocks = depth // chunk
     if blocks == 1:
         return ops.matmul(inputs, kernel)

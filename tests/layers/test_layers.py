@@ -144,7 +144,7 @@ def test_dense_single_row_under_xla_decoding_matches_keras_dense(use_bias):
     from kerasllm.layers.dense import Dense
     from kerasllm.layers.xla_decoding import in_xla_decoding
 
-    # 384 inputs: two blocks of 192 kernel rows on two threads.
+    # 384 inputs: three blocks of 128 kernel rows.
     row = np.random.default_rng(2).normal(size=(1, 1, 384)).astype("float32")
     ours = Dense(24, use_bias=use_bias, bias_initializer="random_normal")
     ours.build(row.shape)
@@ -161,17 +161,6 @@ def test_dense_single_row_under_xla_decoding_matches_keras_dense(use_bias):
     assert not in_xla_decoding()  # the context ends with the trace
     batch = np.concatenate([row, row], axis=0)
     assert_close(ours(batch), reference(batch), atol=1e-6)
-
-
-def test_decode_blocks_share_the_kernel_evenly_between_threads():
-    from kerasllm.layers.dense import _chunk_length
-
-    assert _chunk_length(768, 2) == 192  # 4 blocks, not 3 of 256
-    assert _chunk_length(384, 2) == 192  # 2 blocks
-    assert _chunk_length(3072, 2) == 256  # 12 blocks
-    assert _chunk_length(768, 1) == 256  # one thread: the largest block
-    assert _chunk_length(96, 2) == 96  # no even split of 64+ rows: largest divisor
-    assert _chunk_length(97, 2) == 97  # prime depth: one block
 
 
 def test_cache_write_is_the_same_in_place_and_by_select():
