@@ -10,6 +10,14 @@ bandwidth (NumPy sum and copy of a 512 MiB array): batch-1 decoding reads
 every weight once per token, so tokens/s cannot exceed bandwidth / weight
 bytes.
 
+A second, tighter ceiling (`products_only`): the decode step's weight
+products alone (every block's QKV, output and feed-forward projections and
+the tied head, the same `Dense` layers and code path the decode step runs),
+chained for the same number of steps in one compiled loop, with nothing
+else (no attention, norms, cache or sampling). It is what XLA's own
+vector-matrix products allow on this machine; the decode step cannot be
+faster than it.
+
 Usage:
     python benchmarks/generation.py                     # TF backend, CPU
     python benchmarks/generation.py --shapes baby --repeats 5
@@ -49,6 +57,9 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs; the best is kept.")
     parser.add_argument("--no-xla", action="store_true", help="TF: plain graph, no XLA.")
     parser.add_argument("--skip-keras-hub", action="store_true")
+    parser.add_argument(
+        "--skip-products-only", action="store_true", help="Skip the products-only ceiling."
+    )
     parser.add_argument(
         "--output", default=str(pathlib.Path(__file__).parent / "results" / "generation.json")
     )
@@ -145,6 +156,52 @@ def setup_kerasllm(shape, args):
     return {"parameters": model.count_params(), "weight_bytes": weights}, generate
 
 
+def setup_products_only(shape, args):
+    """The decode step's weight products alone, chained in one compiled loop.
+
+    Each step runs every block's projections (QKV, output, feed-forward up
+    and down) and the tied head on one row, in the decode step's order and
+    through the same `Dense` layers (inside `xla_decoding`, as the decode
+    programs are traced), feeding each product's first `hidden_dim` outputs
+    (squashed with tanh, to stay finite) to the next. The per-token time is
+    the floor that XLA's products put under the decode step.
+    """
+    from keras import ops
+
+    from kerasllm.generation.compile import compile_model_function
+    from kerasllm.models import GPT
+
+    model = GPT.from_preset(shape, **SHAPES[shape])
+    width = model.config.hidden_dim
+    steps = [
+        layer
+        for block in model.blocks
+        for layer in (
+            block.attention.qkv,
+            block.attention.output_dense,
+            block.feed_forward.up,
+            block.feed_forward.down,
+        )
+    ]
+
+    def chain(x, num_steps):
+        def body(i, x):
+            for layer in steps:
+                x = ops.tanh(layer(x[..., : layer.kernel.shape[0]]))  # (1, 1, units)
+            x = ops.tanh(model.embedding.attend(x[..., :width]))  # the head: (1, 1, V)
+            return i + 1, x[..., :width]
+
+        return ops.while_loop(lambda i, x: i < num_steps, body, (ops.convert_to_tensor(0), x))[1]
+
+    program = compile_model_function(model, chain, jit_compile=not args.no_xla)
+    x = ops.ones((1, 1, width)) * 0.01
+
+    def generate(n):
+        return ops.convert_to_numpy(program(x, ops.convert_to_tensor(n, "int32")))
+
+    return {"parameters": model.count_params()}, generate
+
+
 def setup_keras_hub(shape, args):
     import keras_hub
     import numpy as np
@@ -204,6 +261,8 @@ def main():
           f"{results['cpu_count']} cores); memory read {read_gbs:.1f} GB/s, copy {copy_gbs:.1f} GB/s")
     for shape in args.shapes:
         impls = {"kerasllm": setup_kerasllm(shape, args)}
+        if not args.skip_products_only:
+            impls["products_only"] = setup_products_only(shape, args)
         if not args.skip_keras_hub:
             impls["keras_hub"] = setup_keras_hub(shape, args)
         entry = measure(impls, args)
@@ -217,24 +276,35 @@ def main():
             entry["speedup_vs_keras_hub"] = (
                 entry["kerasllm"]["decode_tokens_per_s"] / entry["keras_hub"]["decode_tokens_per_s"]
             )
+        if "products_only" in entry:
+            entry["fraction_of_products_only"] = (
+                entry["kerasllm"]["decode_tokens_per_s"]
+                / entry["products_only"]["decode_tokens_per_s"]
+            )
         results["shapes"][shape] = entry
 
-    header = f"{'shape':<10} {'impl':<9} {'params':>8} {'decode tok/s':>12} {'e2e tok/s':>10} {'TTFT ms':>8} {'compile s':>9}"
+    header = f"{'shape':<10} {'impl':<13} {'params':>8} {'decode tok/s':>12} {'e2e tok/s':>10} {'TTFT ms':>8} {'compile s':>9}"
     print(header)
     print("-" * len(header))
     for shape, entry in results["shapes"].items():
-        for impl in ("kerasllm", "keras_hub"):
+        for impl in ("kerasllm", "products_only", "keras_hub"):
             if impl not in entry:
                 continue
             r = entry[impl]
-            print(f"{shape:<10} {impl:<9} {r['parameters'] / 1e6:>7.1f}M "
+            print(f"{shape:<10} {impl:<13} {r['parameters'] / 1e6:>7.1f}M "
                   f"{r['decode_tokens_per_s']:>12.1f} {r['end_to_end_tokens_per_s']:>10.1f} "
                   f"{r['time_to_first_token_s'] * 1e3:>8.1f} {r['compile_s']:>9.1f}")
         line = (f"{shape:<10} bandwidth bound {entry['bandwidth_bound_tokens_per_s']:.1f} tok/s "
                 f"({entry['kerasllm']['weight_bytes'] / 2**20:.0f} MiB of weights); kerasllm at "
                 f"{100 * entry['fraction_of_bound']:.0f}% of it")
+        if "fraction_of_products_only" in entry:
+            line += f", {100 * entry['fraction_of_products_only']:.0f}% of the products-only ceiling"
         if "speedup_vs_keras_hub" in entry:
             line += f", {entry['speedup_vs_keras_hub']:.1f}x keras-hub"
+            if "products_only" in entry:
+                ceiling = (entry["products_only"]["decode_tokens_per_s"]
+                           / entry["keras_hub"]["decode_tokens_per_s"])
+                line += f" (products-only ceiling: {ceiling:.1f}x)"
         print(line)
     output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
