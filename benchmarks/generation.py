@@ -162,9 +162,10 @@ def setup_products_only(shape, args):
     Each step runs every block's projections (QKV, output, feed-forward up
     and down) and the tied head on one row, in the decode step's order and
     through the same `Dense` layers (inside `xla_decoding`, as the decode
-    programs are traced), feeding each product's first `hidden_dim` outputs
-    (squashed with tanh, to stay finite) to the next. The per-token time is
-    the floor that XLA's products put under the decode step.
+    programs are traced), feeding each product's outputs (squashed with
+    tanh, to stay finite; only as many as the next product takes) to the
+    next. The per-token time is the floor that XLA's products put under the
+    decode step.
     """
     from keras import ops
 
