@@ -139,13 +139,11 @@ def measure(impls, args):
     return results
 
 
-def setup_kerasllm(shape, args):
+def setup_kerasllm(model, args):
     import numpy as np
 
     from kerasllm.generation import Generator
-    from kerasllm.models import GPT
 
-    model = GPT.from_preset(shape, **SHAPES[shape])
     generator = Generator(model, jit_compile=not args.no_xla)
     prompt = [list(np.random.default_rng(0).integers(0, 1000, args.prompt_length))]
 
@@ -156,7 +154,7 @@ def setup_kerasllm(shape, args):
     return {"parameters": model.count_params(), "weight_bytes": weights}, generate
 
 
-def setup_products_only(shape, args):
+def setup_products_only(model, args):
     """The decode step's weight products alone, chained in one compiled loop.
 
     Each step runs every block's projections (QKV, output, feed-forward up
@@ -165,14 +163,13 @@ def setup_products_only(shape, args):
     programs are traced), feeding each product's outputs (squashed with
     tanh, to stay finite; only as many as the next product takes) to the
     next. The per-token time is the floor that XLA's products put under the
-    decode step.
+    decode step. `model` is the one the kerasllm row decodes with, so both
+    read the same weights.
     """
     from keras import ops
 
     from kerasllm.generation.compile import compile_model_function
-    from kerasllm.models import GPT
 
-    model = GPT.from_preset(shape, **SHAPES[shape])
     width = model.config.hidden_dim
     steps = [
         layer
@@ -261,9 +258,12 @@ def main():
     print(f"backend {results['backend']} on {results['device']} ({results['cpu']}, "
           f"{results['cpu_count']} cores); memory read {read_gbs:.1f} GB/s, copy {copy_gbs:.1f} GB/s")
     for shape in args.shapes:
-        impls = {"kerasllm": setup_kerasllm(shape, args)}
+        from kerasllm.models import GPT
+
+        model = GPT.from_preset(shape, **SHAPES[shape])
+        impls = {"kerasllm": setup_kerasllm(model, args)}
         if not args.skip_products_only:
-            impls["products_only"] = setup_products_only(shape, args)
+            impls["products_only"] = setup_products_only(model, args)
         if not args.skip_keras_hub:
             impls["keras_hub"] = setup_keras_hub(shape, args)
         entry = measure(impls, args)
