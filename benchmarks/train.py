@@ -131,6 +131,11 @@ def parse_args(argv=None):
         "device ops that take the most time.",
     )
     parser.add_argument(
+        "--profile-top", type=int, default=15,
+        help="With --profile: how many of the costliest device ops to keep in "
+        "the JSON (0 keeps every op).",
+    )
+    parser.add_argument(
         "--output", default=None,
         help="Result JSON path. Defaults to <output-dir>/train_<device>.json.",
     )
@@ -354,7 +359,8 @@ def benchmark_preset(kinds, preset, batch_size, seq_len, args, dtype):
             from benchmarks.common import profile_top_ops
 
             row["profile"] = profile_top_ops(
-                lambda: fit_epochs(model, data, epoch_timer())
+                lambda: fit_epochs(model, data, epoch_timer()),
+                top=args.profile_top or None,
             )
         rows.append(row)
     del runs, model
