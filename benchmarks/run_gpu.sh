@@ -41,15 +41,20 @@ fi
 # Greedy decoding at the gpt2-124m shape (full 50304 vocabulary), bf16
 # weights, 16-token prompts, 256 new tokens, batch 1 and 32, through
 # kerasllm.generation.Generator; beside the bandwidth bound (weight bytes
-# read once per step at the datasheet 3.35 TB/s of an H100).
+# read once per step at the chip's datasheet memory bandwidth, e.g. 3.35
+# TB/s on an H100, 4.8 on an H200).
 python3 - <<'PY' 2>&1 | tee "$results/decode_gpu.log"
 import time, numpy as np
 from kerasllm.generation import Generator
+from benchmarks.common import device_info
 from kerasllm.models import GPT
 model = GPT.from_preset("gpt2-124m", dtype="bfloat16")
 generator = Generator(model)
 weight_bytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
-print(f"weights {weight_bytes / 1e6:.0f} MB; bound at 3.35 TB/s: {3.35e12 / weight_bytes:,.0f} steps/s")
+device = device_info()
+tbps = device["hbm_tbps"] or 3.35
+print(f"{device['name']}: weights {weight_bytes / 1e6:.0f} MB; bound at {tbps} TB/s: "
+      f"{tbps * 1e12 / weight_bytes:,.0f} steps/s")
 for batch in (1, 32):
     prompts = [list(map(int, row)) for row in np.random.default_rng(batch).integers(0, 50000, (batch, 16))]
     run = lambda n: generator.complete(prompts, max_new_tokens=n, end_token_id=None)
