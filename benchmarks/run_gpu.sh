@@ -5,21 +5,14 @@
 #     bash benchmarks/run_gpu.sh [RESULTS_DIR]
 #
 # Keras, namex and optree may be missing there: put their wheels in .whl/
-# first (benchmarks/README.md says how); they are installed into /tmp/site.
+# first (benchmarks/README.md says how); benchmarks/gpu_env.sh installs them.
 # Writes train_<device>.json (and generation_<device>.json once
 # benchmarks/generation.py exists) plus logs into RESULTS_DIR, default
 # benchmarks/results.
 set -u -o pipefail
 results=${1:-benchmarks/results}
 mkdir -p "$results"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-        --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-# The repository root on the path: scripts in benchmarks/ import kerasllm.
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+. benchmarks/gpu_env.sh
 
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,driver_version --format=csv
 python3 -c "import jax, keras; print('jax', jax.__version__, 'keras', keras.__version__, jax.devices())" || exit 1

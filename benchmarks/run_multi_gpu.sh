@@ -10,18 +10,12 @@
 #   3. GPU 0 alone, batch 16 x N (the same global batch as 1, same seed, same
 #      batches: its losses must match run 1's).
 # Then prints tokens/s per GPU against one GPU and the loss difference.
-# Keras, namex and optree wheels in .whl/ are installed first, as in
-# run_gpu.sh.
+# Keras, namex and optree wheels in .whl/ are installed first
+# (benchmarks/gpu_env.sh).
 set -u -o pipefail
 results=${1:-benchmarks/results}
 mkdir -p "$results"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-        --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+. benchmarks/gpu_env.sh
 
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 nvidia-smi --query-gpu=name,memory.total --format=csv

@@ -12,19 +12,14 @@
 # pairs, runs the default flags alone. A table of tokens/s is printed last.
 # SWEEP_ARGS adds arguments to every train.py run (e.g. "--preset tiny
 # --batch-size 2 --steps 2 --repeats 1" for a smoke test on a CPU).
-# Keras, namex and optree wheels in .whl/ are installed first, as in run_gpu.sh.
+# Keras, namex and optree wheels in .whl/ are installed first
+# (benchmarks/gpu_env.sh).
 set -u -o pipefail
 results=${1:?usage: train_flag_sweep.sh RESULTS_DIR [NAME=FLAGS ...]}
 shift
 mkdir -p "$results"
 results=$(cd "$results" && pwd)
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-        --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+. benchmarks/gpu_env.sh
 [ $# -gt 0 ] || set -- default=
 first=1
 for pair in "$@"; do
