@@ -183,8 +183,8 @@ def profile_top_ops(run, top=15):
     Returns a dict: `line` (the trace line summed: XLA's "XLA Ops" line when
     there is one, else every kernel stream), `busy_ms` (device time summed
     over that line), `wall_ms`, and `ops`: the `top` names with their
-    milliseconds and share of `busy_ms` (every op when `top` is None). On a CPU it reads the host's XLA
-    threads instead. Used to decide what to optimize (METHOD.md: profile
+    milliseconds and share of `busy_ms` (every op when `top` is None). On a
+    CPU it reads the host's XLA threads instead. Used to decide what to optimize (METHOD.md: profile
     first).
     """
     import collections

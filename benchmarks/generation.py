@@ -37,7 +37,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -109,29 +108,6 @@ def memory_bandwidth(size_bytes=512 * 2**20, repeats=5):
     one_thread = size_bytes / best_sum / 1e9
     read = max(one_thread, size_bytes / best_threads / 1e9)
     return read, 2 * size_bytes / best_copy / 1e9, one_thread
-
-
-def device_name():
-    import keras
-
-    if keras.config.backend() == "jax":
-        import jax
-
-        return str(jax.devices()[0])
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return gpus[0].name if gpus else "CPU"
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def seconds(fn):
@@ -266,20 +242,21 @@ def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from benchmarks.common import device_info
+    from benchmarks.common import cpu_model, device_info
 
+    device = device_info()
     # Batch-1 decoding streams the weights from wherever they live: device
     # memory on a GPU (datasheet bandwidth; host NumPy timings say nothing
     # about it), host memory on a CPU (measured).
-    device_hbm_tbps = device_info()["hbm_tbps"]
+    device_hbm_tbps = device["hbm_tbps"]
     read_gbs, copy_gbs, one_thread_gbs = memory_bandwidth()
     results = {
         "benchmark": "generation",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "backend": keras.config.backend(),
-        "device": device_name(),
-        "cpu": cpu_name(),
+        "device": device["name"] if device["platform"] != "cpu" else "CPU",
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "xla": not args.no_xla,
         "prompt_length": args.prompt_length,

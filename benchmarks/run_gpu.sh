@@ -45,9 +45,9 @@ model = GPT.from_preset("gpt2-124m", dtype="bfloat16")
 generator = Generator(model)
 weight_bytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
 device = device_info()
-tbps = device["hbm_tbps"] or 3.35
-print(f"{device['name']}: weights {weight_bytes / 1e6:.0f} MB; bound at {tbps} TB/s: "
-      f"{tbps * 1e12 / weight_bytes:,.0f} steps/s")
+tbps = device["hbm_tbps"]
+bound = f"bound at {tbps} TB/s: {tbps * 1e12 / weight_bytes:,.0f} steps/s" if tbps else "no datasheet bandwidth for this chip"
+print(f"{device['name']}: weights {weight_bytes / 1e6:.0f} MB; {bound}")
 for batch in (1, 32):
     prompts = [list(map(int, row)) for row in np.random.default_rng(batch).integers(0, 50000, (batch, 16))]
     run = lambda n: generator.complete(prompts, max_new_tokens=n, end_token_id=None)
