@@ -1,0 +1,7 @@
+"""`python -m kerasllm.cli` runs the `kerasllm` command."""
+
+import sys
+
+from kerasllm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""Shared parts of the `kerasllm` command groups: errors, JSON output, `--set`, corpus flags."""
+
+import json
+import sys
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as `kerasllm: error: ...`, exit status 2."""
+
+
+def emit_json(obj):
+    """Print one JSON object on stdout (the `--json` contract)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def parse_set_overrides(pairs):
+    """Parse `--set key=value` pairs into a dict, values read as YAML scalars.
+
+    `--set num_layers=4` gives the int 4, `--set dropout=0.1` a float,
+    `--set tie_embeddings=false` a bool, `--set norm=rmsnorm` a string.
+    """
+    import yaml
+
+    overrides = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise CommandError(
+                f"--set expects key=value. Received: {pair!r}"
+            )
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise CommandError(f"--set has an empty key. Received: {pair!r}")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        overrides[key] = value
+    return overrides
+
+
+
+
+
+def corpus_arguments(parser):
+    parser.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help=(
+            "A built-in corpus (python-stdlib) or files, directories, glob "
+            "patterns; .jsonl and .gz are read as such."
+        ),
+    )
+    parser.add_argument(
+        "--split",
+        default="all",
+        choices=["train", "val", "test", "all"],
+        help="Which split (90/5/5 by file for built-ins, by document otherwise). "
+        "Defaults to all.",
+    )
+    parser.add_argument("--pattern", help="File-name pattern inside directories, e.g. '*.txt'.")
+    parser.add_argument(
+        "--jsonl-field", default="text", help="JSONL field holding the text (default: text)."
+    )
+    parser.add_argument(
+        "--errors",
+        default="strict",
+        choices=["strict", "replace", "ignore"],
+        help="Undecodable bytes: fail with the offset (default), or replace/ignore them.",
+    )
+    parser.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
+
+
+def corpus_spec(args):
+    """The corpus spec and reader options of --input/--pattern/... ."""
+    from kerasllm.data import is_builtin
+
+    spec = args.input[0] if len(args.input) == 1 else args.input
+    if is_builtin(spec):
+        return spec, {}
+    reader_kwargs = {
+        "pattern": args.pattern,
+        "jsonl_field": args.jsonl_field,
+        "errors": args.errors,
+    }
+    return spec, reader_kwargs
+
+
+def corpus_from_args(args):
+    """The documents named by --input/--split/... (see _corpus_arguments)."""
+    from kerasllm.data import corpus_documents
+
+    spec, reader_kwargs = corpus_spec(args)
+    return corpus_documents(spec, args.split, **reader_kwargs)
+
+
+def data_errors():
+    from kerasllm.data import CorpusError
+
+    return (CorpusError, FileNotFoundError, ValueError)

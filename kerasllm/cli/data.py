@@ -1,0 +1,144 @@
+"""`kerasllm data`: corpus statistics, cleaning and token caches."""
+
+from kerasllm.cli.common import CommandError, emit_json, corpus_arguments, corpus_from_args, corpus_spec, data_errors
+
+
+def _data_stats(args):
+    from kerasllm.data import corpus_statistics
+
+    try:
+        stats = corpus_statistics(corpus_from_args(args))
+    except data_errors() as error:
+        raise CommandError(str(error)) from error
+    stats = {"input": args.input, "split": args.split, **stats}
+    if args.json:
+        emit_json(stats)
+        return
+    for key, value in stats.items():
+        shown = f"{value:,}" if isinstance(value, int) else value
+        print(f"  {key:<20} {shown}")
+
+
+def _data_clean(args):
+    import json as json_module
+
+    from kerasllm.data import CleaningConfig, atomic_path, clean_documents
+
+    try:
+        config = CleaningConfig(
+            normalization=None if args.normalization == "none" else args.normalization,
+            min_chars=args.min_chars,
+            max_chars=args.max_chars,
+            exact_dedup=not args.no_exact_dedup,
+            near_dedup=not args.no_near_dedup,
+            near_dedup_threshold=args.near_dedup_threshold,
+        )
+        documents, report = clean_documents(corpus_from_args(args), config, stream=True)
+        # Streamed to a temporary file and renamed at the end: an error in
+        # the middle of the corpus leaves no half-written output.
+        with atomic_path(args.output) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for document in documents:
+                    f.write(json_module.dumps({"text": document}, ensure_ascii=False) + "\n")
+    except data_errors() as error:
+        raise CommandError(str(error)) from error
+    report_path = args.report or _report_path(args.output)
+    report.save(report_path)
+    if args.json:
+        emit_json({"output": args.output, "report": report_path, **report.to_dict()})
+        return
+    print(report)
+    print(f"wrote {report.documents_out:,} documents to {args.output}, report {report_path}")
+
+
+def _data_cache(args):
+    from kerasllm.data import CleaningConfig, TokenCache
+    from kerasllm.tokenizers import load
+
+    spec, reader_kwargs = corpus_spec(args)
+    try:
+        tokenizer = load(args.tokenizer)
+        cache = TokenCache.get_or_build(
+            spec,
+            tokenizer,
+            args.output,
+            split=args.split,
+            cleaning=CleaningConfig() if args.clean else None,
+            show_progress=not args.json,
+            **reader_kwargs,
+        )
+    except data_errors() as error:
+        raise CommandError(str(error)) from error
+    if args.json:
+        emit_json({"directory": args.output, **cache.metadata})
+        return
+    print(cache)
+    print(f"  bytes per token  {cache.bytes_per_token:.3f}")
+
+
+def _report_path(output):
+    base = output[: -len(".jsonl")] if output.endswith(".jsonl") else output
+    return base + ".report.json"
+
+
+def add_commands(subparsers):
+    data = subparsers.add_parser("data", help="Inspect and clean corpora.")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+
+    stats = data_sub.add_parser(
+        "stats",
+        help="Count documents, characters, bytes and lines of a corpus.",
+        description="Read a corpus (streamed) and report its size.",
+    )
+    corpus_arguments(stats)
+    stats.set_defaults(func=_data_stats)
+
+    clean = data_sub.add_parser(
+        "clean",
+        help="Normalize, filter and deduplicate a corpus into a JSONL file.",
+        description=(
+            "Clean a corpus (Unicode normalization, control characters, "
+            "whitespace, length, repeated lines, exact and near-duplicate "
+            "removal), write the kept documents as JSONL ({\"text\": ...} per "
+            "line) and a JSON report of documents in/out per step."
+        ),
+    )
+    corpus_arguments(clean)
+    clean.add_argument("--output", required=True, help="The cleaned .jsonl file to write.")
+    clean.add_argument(
+        "--report", help="Where to write the JSON report (default: OUTPUT.report.json)."
+    )
+    clean.add_argument(
+        "--normalization",
+        default="NFC",
+        choices=["NFC", "NFKC", "none"],
+        help="Unicode normalization (default: NFC).",
+    )
+    clean.add_argument("--min-chars", type=int, default=1, help="Drop shorter documents.")
+    clean.add_argument("--max-chars", type=int, help="Drop longer documents.")
+    clean.add_argument(
+        "--near-dedup-threshold",
+        type=float,
+        default=0.8,
+        help="Jaccard similarity of near duplicates (default: 0.8).",
+    )
+    clean.add_argument("--no-exact-dedup", action="store_true", help="Keep exact duplicates.")
+    clean.add_argument("--no-near-dedup", action="store_true", help="Keep near duplicates.")
+    clean.set_defaults(func=_data_clean)
+
+    cache = data_sub.add_parser(
+        "cache",
+        help="Tokenize a corpus into a memory-mapped token cache (reused if unchanged).",
+        description=(
+            "Tokenize a corpus with a trained tokenizer into OUTPUT "
+            "(tokens.npy + token_cache.json). A cache made from the same "
+            "tokenizer, corpus and options is reused, not rebuilt."
+        ),
+    )
+    corpus_arguments(cache)
+    cache.add_argument("--tokenizer", required=True, help="A tokenizer directory.")
+    cache.add_argument("--output", required=True, help="The cache directory.")
+    cache.add_argument(
+        "--clean", action="store_true", help="Clean with the default CleaningConfig first."
+    )
+    cache.set_defaults(func=_data_cache)
