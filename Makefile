@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test test-fast clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py tools/system-packages.txt
+	sh tools/install-system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test,jax,export]"
