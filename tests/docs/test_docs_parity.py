@@ -21,7 +21,6 @@ JA = DOCS / "ja"
 JAPANESE_PAGE_PENDING = {
     "export.md",
     "generation.md",
-    "models.md",
     "performance.md",
     "pretraining.md",
     "tokenizers.md",
