@@ -23,7 +23,6 @@ JAPANESE_PAGE_PENDING = {
     "generation.md",
     "performance.md",
     "pretraining.md",
-    "tokenizers.md",
 }
 
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.S | re.M)
