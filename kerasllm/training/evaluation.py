@@ -106,8 +106,9 @@ def language_model_metrics(model, tokens, num_bytes, unigram=None, batch_size=8)
         batch_size: windows per forward pass. Defaults to `8`.
 
     Returns:
-        A dict with `loss`, `perplexity`, `bits_per_byte`, `num_tokens`,
-        `num_bytes` and, given `unigram`, `unigram_bits_per_byte`.
+        A dict with `loss`, `perplexity`, `bits_per_byte`, `num_tokens`
+        (the tokens scored: every token but the first), `num_bytes` and,
+        given `unigram`, `unigram_bits_per_byte`.
     """
     nats, count = total_nats(model, tokens, batch_size=batch_size)
     loss = nats / count
@@ -115,7 +116,7 @@ def language_model_metrics(model, tokens, num_bytes, unigram=None, batch_size=8)
         "loss": loss,
         "perplexity": math.exp(min(loss, 700.0)),
         "bits_per_byte": nats / math.log(2) / num_bytes,
-        "num_tokens": int(len(tokens)),
+        "num_tokens": count,
         "num_bytes": int(num_bytes),
     }
     if unigram is not None:

@@ -44,6 +44,7 @@ def test_uniform_model_scores_log_vocab():
     metrics = language_model_metrics(model, tokens, num_bytes=98, unigram=np.ones(64))
     assert metrics["loss"] == pytest.approx(math.log(64), rel=1e-5)
     assert metrics["perplexity"] == pytest.approx(64, rel=1e-4)
+    assert metrics["num_tokens"] == 49  # the tokens scored, not the 50 read
     # 49 tokens x 6 bits over 98 bytes; the uniform unigram scores the same.
     assert metrics["bits_per_byte"] == pytest.approx(49 * 6 / 98, rel=1e-5)
     assert metrics["unigram_bits_per_byte"] == pytest.approx(49 * 6 / 98, rel=1e-5)
