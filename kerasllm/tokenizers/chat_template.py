@@ -98,3 +98,88 @@ def render_chat(messages, *, add_generation_prompt=False):
     if add_generation_prompt:
         text += generation_prompt()
     return text
+
+
+def check_chat_tokenizer(tokenizer):
+    """Raise `ChatFormatError` unless `tokenizer` has the chat special tokens."""
+    special = getattr(tokenizer, "special_tokens", None) or {}
+    missing = [token for token in (IM_START, IM_END) if token not in special]
+    if missing:
+        raise ChatFormatError(
+            f"The tokenizer has no {' / '.join(missing)} special token(s), so it "
+            f"cannot encode the chat template. Its special tokens: {sorted(special)}. "
+            "Train a tokenizer with kerasllm's default special tokens, or use the "
+            "prompt-completion or text format."
+        )
+
+
+def chat_segments(messages, *, add_generation_prompt=False):
+    """The rendered conversation as `(text, trained)` pieces, in order.
+
+    Joined, the pieces are exactly `render_chat(messages,
+    add_generation_prompt=...)`. A trained piece is an assistant turn's
+    content with its closing `<|im_end|>`; everything else (system and user
+    turns, the `<|im_start|>assistant\\n` that opens a turn, the newline that
+    follows `<|im_end|>`) is context.
+    """
+    validate_messages(messages)
+    segments, context = [], ""
+    for message in messages:
+        if message["role"] == "assistant":
+            context += f"{IM_START}assistant\n"
+            segments.append((context, False))
+            segments.append((f"{message['content']}{IM_END}", True))
+            context = "\n"
+        else:
+            context += render_turn(message["role"], message["content"])
+    if add_generation_prompt:
+        context += generation_prompt()
+    if context:
+        segments.append((context, False))
+    return segments
+
+
+def encode_chat(tokenizer, messages, *, add_generation_prompt=False, train_on="assistant"):
+    """Encode a conversation to ids and a loss mask for fine-tuning.
+
+    The ids spell exactly `render_chat(messages, ...)`. Each piece of
+    `chat_segments` is encoded on its own, so an assistant answer starts a
+    fresh encode right after `<|im_start|>assistant\\n`, as the model's own
+    output does at generation time (the prompt part, up to and including
+    that opening, is then the same ids that generation feeds the model).
+
+    Args:
+        tokenizer: a kerasllm tokenizer with `<|im_start|>` and `<|im_end|>`
+            among its special tokens.
+        messages: a list of `{"role", "content"}` (see `render_chat`).
+        add_generation_prompt: end with an opened assistant turn. Defaults
+            to `False`.
+        train_on: `"assistant"` (mask 1 on each assistant turn's content and
+            its `<|im_end|>`, the end-of-turn token always included) or
+            `"all"` (mask 1 everywhere). Defaults to `"assistant"`.
+
+    Returns:
+        `(ids, mask)`: two lists of ints of the same length.
+
+    Raises:
+        ChatFormatError: a malformed conversation, or a tokenizer without
+            the chat special tokens.
+
+    Example:
+    ```python
+    ids, mask = encode_chat(tokenizer, [
+        {"role": "user", "content": "2+3="},
+        {"role": "assistant", "content": "5"},
+    ])
+    tokenizer.decode([i for i, m in zip(ids, mask) if m])  # '5<|im_end|>'
+    ```
+    """
+    if train_on not in ("assistant", "all"):
+        raise ValueError(f"train_on must be 'assistant' or 'all'. Received: train_on={train_on!r}")
+    check_chat_tokenizer(tokenizer)
+    segments = chat_segments(messages, add_generation_prompt=add_generation_prompt)
+    ids, mask = [], []
+    for (text, trained), piece in zip(segments, tokenizer.encode_batch([t for t, _ in segments])):
+        ids.extend(piece)
+        mask.extend([1 if trained or train_on == "all" else 0] * len(piece))
+    return ids, mask
