@@ -36,6 +36,7 @@ COMMAND_GROUPS = [
     "train",
     "export",
     "generate",
+    "route",
 ]
 
 
