@@ -10,6 +10,8 @@ mean log-probability of the prompt itself (the perplexity policy).
 import numpy as np
 from keras import ops
 
+from kerasllm.alignment.losses import token_log_probs as token_log_probs_of_labels
+
 
 def token_log_probs(model, prompt_ids, continuation_ids, *, batch_size=16):
     """Log-probabilities of each continuation token given its prompt.
@@ -50,10 +52,8 @@ def token_log_probs(model, prompt_ids, continuation_ids, *, batch_size=16):
         for i, (row, _) in enumerate(rows):
             ids[i, : len(row)] = row
         logits = model(ops.convert_to_tensor(ids), training=False)  # (B, T, V)
-        log_probs = ops.log_softmax(logits[:, :-1, :], axis=-1)  # (B, T-1, V): predicts t+1
-        targets = ops.convert_to_tensor(ids[:, 1:])  # (B, T-1)
-        picked = ops.take_along_axis(log_probs, ops.expand_dims(targets, -1), axis=-1)
-        picked = ops.convert_to_numpy(ops.squeeze(picked, -1))  # (B, T-1)
+        # Position t predicts token t+1.
+        picked = ops.convert_to_numpy(token_log_probs_of_labels(logits[:, :-1, :], ids[:, 1:]))  # (B, T-1)
         for i, (row, count) in enumerate(rows):
             end = len(row) - 1
             count = min(count, end)
