@@ -173,8 +173,12 @@ class Constellation:
     # ------------------------------------------------------------ config
 
     @classmethod
-    def from_config(cls, config, *, base_dir=None):
-        """Build from a config mapping (see the module docstring)."""
+    def from_config(cls, config, *, base_dir=None, calibrate=True):
+        """Build from a config mapping (see the module docstring).
+
+        Members are loaded when first asked, so building only checks the
+        config; `calibrate=False` also skips a cascade's calibration run.
+        """
         if not isinstance(config, dict):
             raise ConstellationConfigError(f"A constellation config must be a mapping. Received: {config!r}")
         unknown = sorted(set(config) - set(CONFIG_KEYS))
@@ -207,13 +211,18 @@ class Constellation:
             timeout=config.get("timeout", 60.0),
             generation=config.get("generation"),
         )
-        calibrate = config["policy"].get("calibrate")
-        if calibrate:
-            constellation.calibrate(**calibrate)
+        calibration = config["policy"].get("calibrate")
+        if calibration is not None:
+            if not isinstance(calibration, dict) or set(calibration) != {"prompts", "escalate_share"}:
+                raise ConstellationConfigError(
+                    f"policy.calibrate must be {{prompts: FILE, escalate_share: 0..1}}. Received: {calibration!r}"
+                )
+            if calibrate:
+                constellation.calibrate(**calibration)
         return constellation
 
     @classmethod
-    def from_yaml(cls, path, *, base_dir=None):
+    def from_yaml(cls, path, *, base_dir=None, calibrate=True):
         """Build from a YAML file; relative model paths resolve against `base_dir`."""
         path = pathlib.Path(path)
         try:
@@ -222,7 +231,7 @@ class Constellation:
             raise ConstellationConfigError(f"No constellation config at {path}.") from error
         except yaml.YAMLError as error:
             raise ConstellationConfigError(f"{path} is not valid YAML: {error}") from error
-        return cls.from_config(config, base_dir=base_dir)
+        return cls.from_config(config, base_dir=base_dir, calibrate=calibrate)
 
     def calibrate(self, prompts, escalate_share):
         """Calibrate a cascade's threshold on `prompts` (a list or a JSONL/text file)."""

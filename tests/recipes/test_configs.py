@@ -19,7 +19,14 @@ def _pretrain(path):
     return PretrainConfig.from_yaml(path)
 
 
-VALIDATORS = {"pretrain": _pretrain}
+def _constellation(path):
+    from kerasllm.constellation import Constellation
+
+    # Checks members, policy and fallback; members load only when asked.
+    Constellation.from_yaml(path, calibrate=False)
+
+
+VALIDATORS = {"pretrain": _pretrain, "constellation": _constellation}
 ALL = sorted(CONFIGS.rglob("*.yaml")) + sorted(CONFIGS.rglob("*.yml"))
 
 
