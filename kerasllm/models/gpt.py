@@ -126,25 +126,46 @@ class GPT(keras.Model):
                 )
 
     def _logits(self, hidden):
-        hidden = self.final_norm(hidden)
+        return self._head(self.final_norm(hidden))
+
+    def _head(self, normed):
         if self.lm_head is None:
-            logits = self.embedding.attend(hidden)  # (B, T, V)
+            logits = self.embedding.attend(normed)  # (B, T, V)
         else:
-            logits = self.lm_head(hidden)  # (B, T, V)
+            logits = self.lm_head(normed)  # (B, T, V)
         return ops.cast(logits, "float32")
 
-    def call(self, inputs, training=None):
+    def hidden_states(self, inputs, positions=None, training=None):
+        """The final-normalized hidden states: everything but the output head.
+
+        What a model built on the GPT reads instead of logits (a classifier,
+        a reward or value head).
+
+        Args:
+            inputs: as in `call`.
+            positions: optional int positions `(batch, seq)`, e.g. counted
+                from the first real token of a left-padded row so that it
+                sees the positions it would see unpadded. Defaults to
+                `arange(seq)`.
+            training: whether dropout is active.
+
+        Returns:
+            `(batch, seq, hidden_dim)` in the compute dtype.
+        """
         if isinstance(inputs, dict):
             token_ids = inputs["token_ids"]
             padding_mask = inputs.get("padding_mask")
         else:
             token_ids, padding_mask = inputs, None
         self._check_length(token_ids)
-        x = self.embedding(token_ids)  # (B, T, d)
+        x = self.embedding(token_ids, positions=positions)  # (B, T, d)
         x = self.embedding_dropout(x, training=training)
         for block in self.blocks:
-            x = block(x, padding_mask=padding_mask, training=training)  # (B, T, d)
-        return self._logits(x)
+            x = block(x, padding_mask=padding_mask, positions=positions, training=training)
+        return self.final_norm(x)  # (B, T, d)
+
+    def call(self, inputs, training=None):
+        return self._head(self.hidden_states(inputs, training=training))
 
     # ------------------------------------------------------------ KV cache
 
