@@ -4,7 +4,8 @@ Two levels:
 
 - Text in, text out: `GPT.generate`, `GPT.generate_ids`, `GPT.stream` (or
   `complete`/`stream` here, or a `Generator`), with stop strings, batching
-  and UTF-8-safe streaming. Compiled programs are cached per model and
+  and UTF-8-safe streaming. Every strategy chooses only tokens that keep
+  the text valid UTF-8 (`kerasllm.generation.utf8`). Compiled programs are cached per model and
   reused across calls.
 - In-graph: `generate_tokens` and `beam_search_tokens`, pure `keras.ops`
   functions of tensors, for use inside `jax.jit` or a `tf.function` (the
@@ -22,12 +23,8 @@ from kerasllm.generation.decode_loop import (
     STOP_STRING,
     generate_tokens,
 )
-from kerasllm.generation.generator import (
-    Completion,
-    GenerationOptions,
-    Generator,
-    get_generator,
-)
+from kerasllm.generation.generation_options import GenerationOptions
+from kerasllm.generation.generator import Completion, Generator, get_generator
 
 
 def complete(model, prompts, *, tokenizer=None, **options):

@@ -21,12 +21,16 @@ from kerasllm.generation.decode_loop import (
     LENGTH,
     RUNNING,
     _write_slot,
+    is_end_token,
     run_decode_steps,
     run_prompt,
 )
+from kerasllm.generation import utf8
+from kerasllm.generation.generation_options import GenerationOptions
 from kerasllm.generation.sampling import apply_repetition_penalty
 
 NEG_INF = -1e30  # finite, so that `-inf - -inf` never makes a NaN score
+_DEFAULTS = GenerationOptions()
 
 
 def _normalized(scores, length, length_penalty):
@@ -53,13 +57,17 @@ def _merge_pool(state, scores, tokens, lengths, reasons, take):
 
 
 def _retire_alive(state, rows, params):
-    """Moves the live beams of `rows` `(B,)` into their finished pools."""
+    """Moves the live beams of `rows` `(B,)` into their finished pools.
+
+    A beam inside a character keeps only its whole characters
+    (`alive_safe`); its score stays that of every token it made.
+    """
     alive_len = ops.zeros_like(state["fin_lengths"]) + state["step"]  # (B, K)
     merged = _merge_pool(
         state,
         _normalized(state["alive_scores"], alive_len, params["length_penalty"]),
         state["alive_tokens"],
-        alive_len,
+        state["alive_safe"],
         ops.zeros_like(alive_len) + LENGTH,
         ops.broadcast_to(rows[:, None], ops.shape(alive_len)),
     )
@@ -73,14 +81,20 @@ def _select(state, logits, params):
         logits, state["seen"], ops.repeat(params["repetition_penalty"], num_beams)
     )
     vocab_size = ops.shape(logits)[-1]
-    log_probs = ops.reshape(ops.log_softmax(logits, axis=-1), (batch, num_beams, vocab_size))
+    log_probs = ops.log_softmax(logits, axis=-1)  # (B*K, V)
+    table = params.get("utf8_table")
+    if table is not None:
+        # Masked after the softmax: an allowed token keeps the score it has
+        # without the mask, so hypotheses that were valid rank as before.
+        log_probs = utf8.mask_logits(log_probs, table, state["utf8"], NEG_INF)
+    log_probs = ops.reshape(log_probs, (batch, num_beams, vocab_size))
     candidates = state["alive_scores"][:, :, None] + log_probs  # (B, K, V)
     candidates = ops.reshape(candidates, (batch, num_beams * vocab_size))
     top_scores, top_index = ops.top_k(candidates, 2 * num_beams)  # (B, 2K)
     beam = top_index // vocab_size  # (B, 2K)
     token = ops.cast(top_index % vocab_size, "int32")  # (B, 2K)
     rank = ops.arange(2 * num_beams, dtype="int32")[None, :]  # (1, 2K)
-    is_end = token == params["end_token_id"]
+    is_end = is_end_token(token, params["end_token_id"])
     not_done = ops.logical_not(state["done"])[:, None]  # (B, 1)
     step = state["step"]  # tokens generated before this one
 
@@ -122,6 +136,14 @@ def _select(state, logits, params):
     last_token = ops.reshape(alive_token, (-1,))  # (B*K,)
     vocab = ops.arange(vocab_size, dtype="int32")[None, :]
     seen = ops.logical_or(ops.take(state["seen"], flat, axis=0), vocab == last_token[:, None])
+    alive_safe = ops.take_along_axis(state["alive_safe"], alive_beam, axis=1)  # (B, K)
+    text_state = ops.take(state["utf8"], flat, axis=0)  # (B*K, 3)
+    if table is not None:
+        text_state = utf8.advance(table, text_state, last_token)
+        between_characters = ops.reshape(text_state[:, 0] == 0, (batch, num_beams))
+        alive_safe = ops.where(between_characters, step + 1, alive_safe)
+    else:
+        alive_safe = ops.zeros_like(alive_safe) + step + 1
 
     new_state = {
         **state,
@@ -134,6 +156,8 @@ def _select(state, logits, params):
         "position": state["position"] + 1,
         "step": step + 1,
         "seen": seen,
+        "utf8": text_state,
+        "alive_safe": alive_safe,
     }
     # Done: the pool is full and (early stopping, or) no live beam can beat it.
     pool_full = ops.all(pool["fin_scores"] > NEG_INF / 2, axis=1)  # (B,)
@@ -185,6 +209,8 @@ def beam_prefill(model, token_ids, padding_mask, max_new_tokens, params, max_len
         "position": beams(prompt["position"]),
         "step": ops.convert_to_tensor(0, "int32"),
         "seen": beams(prompt["seen"]),
+        "utf8": utf8.initial_state(batch * num_beams),
+        "alive_safe": ops.zeros((batch, num_beams), "int32"),
         "fin_tokens": ops.repeat(tokens[:, None, :], num_beams, axis=1),
         "fin_scores": ops.full((batch, num_beams), NEG_INF),
         "fin_lengths": ops.zeros((batch, num_beams), "int32"),
@@ -223,11 +249,12 @@ def beam_finish(state, prompt_length, params):
 
 def beam_params(
     batch_size,
-    length_penalty=1.0,
-    early_stopping=False,
-    repetition_penalty=1.0,
+    length_penalty=_DEFAULTS.length_penalty,
+    early_stopping=_DEFAULTS.early_stopping,
+    repetition_penalty=_DEFAULTS.repetition_penalty,
     end_token_id=-1,
     pad_token_id=0,
+    utf8_table=None,
 ):
     """The parameter dict of `beam_prefill`/`beam_decode` (tensors)."""
 
@@ -238,8 +265,9 @@ def beam_params(
         "length_penalty": per_row(length_penalty, "float32"),
         "repetition_penalty": per_row(repetition_penalty, "float32"),
         "early_stopping": ops.cast(early_stopping, "bool"),
-        "end_token_id": ops.cast(end_token_id, "int32"),
+        "end_token_id": ops.reshape(ops.cast(end_token_id, "int32"), (-1,)),
         "pad_token_id": ops.cast(pad_token_id, "int32"),
+        **({} if utf8_table is None else {"utf8_table": ops.cast(utf8_table, "int32")}),
     }
 
 
@@ -249,19 +277,21 @@ def beam_search_tokens(
     padding_mask,
     max_new_tokens,
     *,
-    num_beams=4,
-    length_penalty=1.0,
-    early_stopping=False,
-    repetition_penalty=1.0,
+    num_beams=_DEFAULTS.num_beams,
+    length_penalty=_DEFAULTS.length_penalty,
+    early_stopping=_DEFAULTS.early_stopping,
+    repetition_penalty=_DEFAULTS.repetition_penalty,
     end_token_id=-1,
     pad_token_id=0,
     max_length=None,
+    utf8_table=None,
 ):
     """Beam search in-graph; the counterpart of `generate_tokens`.
 
     Args:
         model, token_ids, padding_mask, max_new_tokens, repetition_penalty,
-            end_token_id, pad_token_id, max_length: as in `generate_tokens`.
+            end_token_id, pad_token_id, max_length, utf8_table: as in
+            `generate_tokens`.
         num_beams: Python int, the beams kept per row. `1` is greedy search.
             Defaults to `4`.
         length_penalty: exponent of the length that divides a hypothesis's
@@ -284,6 +314,7 @@ def beam_search_tokens(
         repetition_penalty=repetition_penalty,
         end_token_id=end_token_id,
         pad_token_id=pad_token_id,
+        utf8_table=utf8_table,
     )
     state = beam_prefill(model, token_ids, padding_mask, max_new_tokens, params, max_length, num_beams)
     state = beam_decode(model, state, params, max_length)

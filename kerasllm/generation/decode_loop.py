@@ -18,35 +18,42 @@ alone.
 
 from keras import ops
 
+from kerasllm.generation import utf8
+from kerasllm.generation.generation_options import GenerationOptions
 from kerasllm.generation.sampling import next_token
 
 # `stop_reason` codes (int32 per row).
 RUNNING = 0  # still generating
 END_TOKEN = 1  # produced the end-of-text token
 LENGTH = 2  # reached max_new_tokens or the cache's last slot
-STOP_STRING = 3  # set by the host-side `Generator` for stop strings
+STOP_STRING = 3  # never set in the graph: the host-side `Generator` names it
 
 STOP_REASONS = {RUNNING: "running", END_TOKEN: "end_token", LENGTH: "length", STOP_STRING: "stop_string"}
 
-SAMPLING_PARAMS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed")
+# In-graph defaults: those of `GenerationOptions` (each filter off).
+_DEFAULTS = GenerationOptions()
+_TOP_K, _TOP_P = _DEFAULTS.sampling_values()
 
 
 def sampling_params(
     batch_size,
-    temperature=1.0,
-    top_k=0,
-    top_p=1.0,
-    min_p=0.0,
-    repetition_penalty=1.0,
+    temperature=_DEFAULTS.temperature,
+    top_k=_TOP_K,
+    top_p=_TOP_P,
+    min_p=_DEFAULTS.min_p,
+    repetition_penalty=_DEFAULTS.repetition_penalty,
     seed=0,
     end_token_id=-1,
     pad_token_id=0,
+    utf8_table=None,
 ):
     """The parameter dict `prefill`/`decode` take: per-row tensors `(B,)`.
 
     Each value may be a Python number, a scalar tensor or a `(B,)` tensor;
-    it is broadcast to `(B,)` (`end_token_id`/`pad_token_id` stay scalars).
-    `end_token_id=-1` means no end token.
+    it is broadcast to `(B,)` (`pad_token_id` stays a scalar).
+    `end_token_id` is one id or a 1-D list of ids that each end a row; `-1`
+    means none. `utf8_table` (from
+    `kerasllm.generation.utf8.token_table`) turns on the valid-UTF-8 mask.
     """
 
     def per_row(value, dtype):
@@ -59,9 +66,15 @@ def sampling_params(
         "min_p": per_row(min_p, "float32"),
         "repetition_penalty": per_row(repetition_penalty, "float32"),
         "seed": per_row(seed, "int32"),
-        "end_token_id": ops.cast(end_token_id, "int32"),
+        "end_token_id": ops.reshape(ops.cast(end_token_id, "int32"), (-1,)),
         "pad_token_id": ops.cast(pad_token_id, "int32"),
+        **({} if utf8_table is None else {"utf8_table": ops.cast(utf8_table, "int32")}),
     }
+
+
+def is_end_token(token, end_token_ids):
+    """bool, shaped as `token`: which tokens are one of `end_token_ids` `(E,)`."""
+    return ops.any(ops.expand_dims(token, -1) == end_token_ids, axis=-1)
 
 
 def _write_slot(buffer, values, index):
@@ -72,9 +85,12 @@ def _write_slot(buffer, values, index):
 
 def _choose(state, logits, params, strategy):
     """Picks the token for slot `index + 1` from `logits` `(B, V)`; updates state."""
+    table = params.get("utf8_table")
+    if table is not None:
+        logits = utf8.mask_logits(logits, table, state["utf8"])
     token = next_token(logits, state["seen"], params, state["step"], strategy)  # (B,)
     done = state["done"]
-    is_end = token == params["end_token_id"]  # (B,)
+    is_end = is_end_token(token, params["end_token_id"])  # (B,)
     counts = ops.logical_and(ops.logical_not(done), ops.logical_not(is_end))
     lengths = state["lengths"] + ops.cast(counts, "int32")  # (B,)
     hit_end = ops.logical_and(ops.logical_not(done), is_end)
@@ -85,8 +101,18 @@ def _choose(state, logits, params, strategy):
     written = ops.where(counts, token, params["pad_token_id"])  # (B,)
     vocab = ops.arange(ops.shape(logits)[-1], dtype="int32")[None, :]  # (1, V)
     index = state["index"] + 1
+    # `safe_lengths`: the length after the last token that ended on a
+    # character boundary (where a row cut by the length limit ends).
+    between_characters = ops.ones_like(counts)
+    if table is not None:
+        moved = utf8.advance(table, state["utf8"], token)  # (B, 3)
+        next_utf8 = ops.where(counts[:, None], moved, state["utf8"])
+        state = {**state, "utf8": next_utf8}
+        between_characters = next_utf8[:, 0] == 0
+    safe = ops.where(ops.logical_and(counts, between_characters), lengths, state["safe_lengths"])
     return {
         **state,
+        "safe_lengths": safe,
         "tokens": _write_slot(state["tokens"], written, index),
         "last_token": written,
         "index": index,
@@ -156,7 +182,9 @@ def prefill(model, token_ids, padding_mask, max_new_tokens, params, max_length, 
         The decode state, a dict of tensors: `cache` (list of per-layer
         caches), `tokens` `(B, S)` by slot, `last_token` `(B,)`, `index`
         (slot of `last_token`), `position` `(B,)`, `step`, `lengths` `(B,)`
-        (generated tokens, the end token not counted), `done` `(B,)`,
+        (generated tokens, the end token not counted), `safe_lengths`
+        `(B,)` (the same, cut back to the last whole character), `utf8`
+        `(B, 3)` (see `kerasllm.generation.utf8`), `done` `(B,)`,
         `stop_reason` `(B,)`, `seen` `(B, V)`, `max_new_tokens` `(B,)`.
     """
     prompt = run_prompt(model, token_ids, padding_mask, max_length, params["pad_token_id"])
@@ -171,6 +199,8 @@ def prefill(model, token_ids, padding_mask, max_new_tokens, params, max_length, 
         "position": prompt["position"],
         "step": ops.convert_to_tensor(0, "int32"),
         "lengths": ops.zeros((batch,), "int32"),
+        "safe_lengths": ops.zeros((batch,), "int32"),
+        "utf8": utf8.initial_state(batch),
         "done": max_new_tokens <= 0,
         "stop_reason": ops.where(max_new_tokens <= 0, LENGTH, RUNNING),
         "seen": prompt["seen"],
@@ -236,13 +266,15 @@ def finish(state, prompt_length):
 
     Returns:
         `(token_ids, lengths, stop_reason)`: int32 `(B, S - prompt_length)`
-        generated ids (pad after each row's `lengths`, the end token not
-        included), int32 `(B,)`, int32 `(B,)` (`END_TOKEN` or `LENGTH`; rows
-        the loop left running count as `LENGTH`).
+        generated ids (the end token not included), int32 `(B,)` lengths
+        (the valid-UTF-8 mask on, a row cut by the length limit inside a
+        character ends before it; ids past a row's length are to be
+        ignored), int32 `(B,)` (`END_TOKEN` or `LENGTH`; rows the loop left
+        running count as `LENGTH`).
     """
     token_ids = state["tokens"][:, prompt_length:]
     stop_reason = ops.where(state["stop_reason"] == RUNNING, LENGTH, state["stop_reason"])
-    return token_ids, state["lengths"], stop_reason
+    return token_ids, state["safe_lengths"], stop_reason
 
 
 def generate_tokens(
@@ -252,15 +284,16 @@ def generate_tokens(
     max_new_tokens,
     *,
     strategy="greedy",
-    temperature=1.0,
-    top_k=0,
-    top_p=1.0,
-    min_p=0.0,
-    repetition_penalty=1.0,
+    temperature=_DEFAULTS.temperature,
+    top_k=_TOP_K,
+    top_p=_TOP_P,
+    min_p=_DEFAULTS.min_p,
+    repetition_penalty=_DEFAULTS.repetition_penalty,
     seed=0,
     end_token_id=-1,
     pad_token_id=0,
     max_length=None,
+    utf8_table=None,
 ):
     """Generates tokens in-graph: prefill, then an `ops.while_loop` of steps.
 
@@ -292,12 +325,17 @@ def generate_tokens(
             (applies to greedy too). Defaults to `1.0`.
         seed: int, scalar or `(B,)`: the sampling seed. Equal seeds give
             equal samples, whatever else is in the batch. Defaults to `0`.
-        end_token_id: int scalar; generation of a row stops after it. `-1`
-            means none. Defaults to `-1`.
+        end_token_id: int, or a 1-D list of ints: generation of a row stops
+            after any of them (e.g. the end of text and a chat template's end
+            of turn). `-1` means none. Defaults to `-1`.
         pad_token_id: int scalar written after each row's end. Defaults to
             `0`.
         max_length: Python int, the KV-cache slots `S`. Defaults to the
             model's `context_length`.
+        utf8_table: int32 `(NUM_FIELDS, V)` from
+            `kerasllm.generation.utf8.token_table(tokenizer, V)`: only tokens
+            that keep each row's text valid UTF-8 are chosen. Defaults to
+            `None` (no mask).
 
     Returns:
         `(token_ids, lengths, stop_reason)`: int32 `(B, S - P)` generated
@@ -326,6 +364,7 @@ def generate_tokens(
         seed=seed,
         end_token_id=end_token_id,
         pad_token_id=pad_token_id,
+        utf8_table=utf8_table,
     )
     state = prefill(model, token_ids, padding_mask, max_new_tokens, params, max_length, strategy)
     state = decode(model, state, params, max_length, strategy)

@@ -24,14 +24,11 @@ from typing import List, Optional
 import numpy as np
 from keras import ops
 
-from kerasllm.generation import beam_search, decode_loop
+from kerasllm.generation import beam_search, decode_loop, utf8
 from kerasllm.generation.compile import compile_model_function
+from kerasllm.generation.generation_options import GenerationOptions
 from kerasllm.generation.text import RowText
 
-STRATEGIES = ("greedy", "sample", "top_k", "top_p", "beam")
-# Defaults that the `top_k` and `top_p` strategy names stand for.
-DEFAULT_TOP_K = 50
-DEFAULT_TOP_P = 0.9
 MIN_PROMPT_BUCKET = 16
 MIN_CACHE_BUCKET = 32
 # Decode steps between stop-string checks (one step when streaming).
@@ -72,107 +69,6 @@ def cache_bucket(n):
     while size < n:
         size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
     return size
-
-
-def _check(condition, message):
-    if not condition:
-        raise ValueError(message)
-
-
-@dataclasses.dataclass
-class GenerationOptions:
-    """Validated generation settings (see `Generator.complete` for each)."""
-
-    max_new_tokens: int = 64
-    strategy: str = "greedy"
-    temperature: float = 1.0
-    top_k: Optional[int] = None
-    top_p: Optional[float] = None
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    num_beams: int = 4
-    length_penalty: float = 1.0
-    early_stopping: bool = False
-    seed: Optional[int] = None
-    stop: tuple = ()
-    truncate: Optional[str] = None
-
-    def __post_init__(self):
-        def is_int(v):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-        def is_number(v):
-            return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
-        _check(
-            self.strategy in STRATEGIES,
-            f"strategy must be one of {STRATEGIES}. Received: strategy={self.strategy!r}",
-        )
-        _check(
-            is_int(self.max_new_tokens) and self.max_new_tokens >= 1,
-            f"max_new_tokens must be an int >= 1. Received: max_new_tokens={self.max_new_tokens!r}",
-        )
-        _check(
-            is_number(self.temperature) and self.temperature >= 0,
-            f"temperature must be a number >= 0. Received: temperature={self.temperature!r}",
-        )
-        _check(
-            self.top_k is None or (is_int(self.top_k) and self.top_k >= 0),
-            f"top_k must be an int >= 0 (0 = off). Received: top_k={self.top_k!r}",
-        )
-        _check(
-            self.top_p is None or (is_number(self.top_p) and 0 < self.top_p <= 1),
-            f"top_p must be in (0, 1]. Received: top_p={self.top_p!r}",
-        )
-        _check(
-            is_number(self.min_p) and 0 <= self.min_p < 1,
-            f"min_p must be in [0, 1). Received: min_p={self.min_p!r}",
-        )
-        _check(
-            is_number(self.repetition_penalty) and self.repetition_penalty > 0,
-            "repetition_penalty must be a number > 0. "
-            f"Received: repetition_penalty={self.repetition_penalty!r}",
-        )
-        _check(
-            is_int(self.num_beams) and self.num_beams >= 1,
-            f"num_beams must be an int >= 1. Received: num_beams={self.num_beams!r}",
-        )
-        _check(
-            is_number(self.length_penalty),
-            f"length_penalty must be a number. Received: length_penalty={self.length_penalty!r}",
-        )
-        _check(
-            self.seed is None or is_int(self.seed),
-            f"seed must be an int or None. Received: seed={self.seed!r}",
-        )
-        _check(
-            self.truncate in (None, "left"),
-            f"truncate must be None or 'left'. Received: truncate={self.truncate!r}",
-        )
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or ())
-        for s in stop:
-            _check(
-                isinstance(s, str) and s != "",
-                f"stop strings must be non-empty strings. Received: stop={self.stop!r}",
-            )
-        self.stop = tuple(stop)
-
-    @property
-    def graph_strategy(self):
-        """`"greedy"`, `"sample"` or `"beam"`: which compiled program runs."""
-        if self.strategy in ("sample", "top_k", "top_p"):
-            return "sample" if self.temperature > 0 else "greedy"
-        return self.strategy
-
-    def sampling_values(self):
-        """`(top_k, top_p)` with the defaults that the strategy name implies."""
-        top_k = self.top_k
-        top_p = self.top_p
-        if top_k is None:
-            top_k = DEFAULT_TOP_K if self.strategy == "top_k" else 0
-        if top_p is None:
-            top_p = DEFAULT_TOP_P if self.strategy == "top_p" else 1.0
-        return top_k, top_p
 
 
 class Generator:
@@ -246,9 +142,17 @@ class Generator:
             seed: sampling seed (row `i` uses `seed + i`); `None` draws one.
             stop: stop strings; generation of a row ends where one appears,
                 and the string is not part of the output.
+            stop_token_ids: more ids that end a row like the end token (e.g.
+                the chat template's `<|im_end|>`).
             truncate: `None` (a prompt that does not fit beside
                 `max_new_tokens` in the context is an error) or `"left"`
                 (drop its oldest tokens).
+            valid_utf8: choose only tokens that keep the text valid UTF-8
+                (`kerasllm.generation.utf8`), in every strategy; a row cut by
+                `max_new_tokens` inside a character ends before it. Needs a
+                tokenizer. Defaults to `True`.
+
+            The defaults are `GenerationOptions`'s.
 
         Returns:
             A list of `Completion`.
@@ -345,6 +249,17 @@ class Generator:
 
     # ------------------------------------------------------------ programs
 
+    def _utf8_table(self, opts):
+        """The valid-UTF-8 token table, or `None` (off, or no tokenizer)."""
+        tokenizer = self.tokenizer
+        if not opts.valid_utf8 or tokenizer is None:
+            return None
+        vocab = self.model.config.vocab_size
+        tables = _UTF8_TABLES.setdefault(tokenizer, {})
+        if vocab not in tables:
+            tables[vocab] = utf8.token_table(tokenizer, vocab)
+        return tables[vocab]
+
     def _program(self, key, fn):
         if key not in self._programs:
             self._programs[key] = compile_model_function(self.model, fn, self.jit_compile)
@@ -384,8 +299,12 @@ class Generator:
         ids = self._fit_context(ids, opts)
         pad_id = getattr(tokenizer, "pad_token_id", None)
         pad_id = 0 if pad_id is None else int(pad_id)
-        end = -1 if end_token_id is None else int(end_token_id)
+        end = ([] if end_token_id is None else [int(end_token_id)]) + list(opts.stop_token_ids)
+        end = np.asarray(end or [-1], "int32")
         rows = [RowText(tokenizer, opts.stop) for _ in ids] if tokenizer is not None else None
+        # With the mask on, held-back bytes at the end can only be a
+        # character cut by the length limit, which the lengths leave out.
+        incomplete = "drop" if self._utf8_table(opts) is not None else "replace"
         if opts.graph_strategy == "beam":
             generated, lengths, reasons = self._run_beam(ids, opts, pad_id, end)
             for i, row in enumerate(rows or ()):
@@ -404,7 +323,7 @@ class Generator:
                 if row.stopped:
                     reason = "stop_string"
                     token_ids = token_ids[: row.num_tokens]
-                row.finish()
+                row.finish(incomplete)
                 text = row.text
                 if stream:
                     yield row.pop_text(final=True)
@@ -430,6 +349,7 @@ class Generator:
             repetition_penalty=opts.repetition_penalty,
             end_token_id=end,
             pad_token_id=pad_id,
+            utf8_table=self._utf8_table(opts),
         )
         num_beams = opts.num_beams
         model = self.model
@@ -482,6 +402,7 @@ class _DecodeRun:
             seed=seeds,
             end_token_id=self.end,
             pad_token_id=self.pad_id,
+            utf8_table=gen._utf8_table(opts),
         )
 
         def prefill_fn(token_ids, mask, max_new, params):
@@ -515,6 +436,7 @@ class _DecodeRun:
             if done.all() or index + 1 >= cache:
                 break
             state = decode(state, params, num_steps)
+        lengths = ops.convert_to_numpy(state["safe_lengths"])
         if self.rows is not None and not checks_text:
             for i, row in enumerate(self.rows):
                 row.push(tokens[i, : lengths[i]])
@@ -524,6 +446,8 @@ class _DecodeRun:
 
 
 _GENERATORS = weakref.WeakKeyDictionary()
+# tokenizer -> {vocab_size: utf8.token_table}
+_UTF8_TABLES = weakref.WeakKeyDictionary()
 
 
 def get_generator(model):

@@ -1,15 +1,15 @@
 """Generated ids to text, one row at a time: UTF-8-safe pieces and stop strings."""
 
-import codecs
+from kerasllm.tokenizers.streaming_decoder import StreamingDecoder
 
 
 class RowText:
     """The text of one generated row, fed token by token.
 
-    Token bytes go through an incremental UTF-8 decoder (as in
-    `kerasllm.tokenizers.StreamingDecoder`, which does not tell how many bytes
-    it holds back; a stop string needs that to map back to tokens), so text
-    never holds half a character. After each token the new text is searched
+    Tokens go through `kerasllm.tokenizers.StreamingDecoder`, so text never
+    holds half a character; a token after which bytes are still held back
+    does not end on a character boundary, which is how a stop string maps
+    back to tokens. After each token the new text is searched
     for the stop strings; at the first match the text is cut where the match
     begins (the stop string is not part of the output) and the row stops.
     `pop_text` hands out the text that can no longer change: it holds back an
@@ -22,8 +22,7 @@ class RowText:
     """
 
     def __init__(self, tokenizer, stop=()):
-        self._tokenizer = tokenizer
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = StreamingDecoder(tokenizer)
         self._stop = list(stop)
         self._longest_stop = max((len(s) for s in self._stop), default=0)
         self.text = ""
@@ -38,9 +37,8 @@ class RowText:
             if self.stopped:
                 break
             before = len(self.text)
-            self.text += self._decoder.decode(self._tokenizer.token_bytes(int(token_id)))
-            held = self._decoder.getstate()[0]
-            self._ends.append(None if held else len(self.text))
+            self.text += self._decoder.push(token_id)
+            self._ends.append(None if self._decoder.pending else len(self.text))
             self.num_tokens = len(self._ends)
             cut = self._find_stop(before)
             if cut is not None:
@@ -63,10 +61,16 @@ class RowText:
                 found.append(start)
         return min(found, default=None)
 
-    def finish(self):
-        """Ends the row: flushes held-back bytes (as U+FFFD) unless stopped."""
+    def finish(self, incomplete="replace"):
+        """Ends the row: flushes held-back bytes unless stopped.
+
+        Args:
+            incomplete: what an unfinished last character becomes:
+                `"replace"` (U+FFFD) or `"drop"` (see
+                `StreamingDecoder.flush`). Defaults to `"replace"`.
+        """
         if not self.stopped:
-            self.text += self._decoder.decode(b"", final=True)
+            self.text += self._decoder.flush(incomplete)
 
     def pop_text(self, final=False):
         """The text not handed out before that is now settled (`""` if none)."""
