@@ -43,7 +43,7 @@ def parse_set_overrides(pairs):
 
 
 
-def corpus_arguments(parser):
+def corpus_arguments(parser, split_default="all"):
     parser.add_argument(
         "--input",
         nargs="+",
@@ -54,12 +54,22 @@ def corpus_arguments(parser):
             "patterns; .jsonl and .gz are read as such."
         ),
     )
+    from kerasllm.data.splits import MIN_DOCUMENTS
+
     parser.add_argument(
         "--split",
-        default="all",
+        default=split_default,
         choices=["train", "val", "test", "all"],
-        help="Which split (90/5/5 by file for built-ins, by document otherwise). "
-        "Defaults to all.",
+        help="Which split: 90/5/5 by file for built-ins; for your own files by "
+        f"document, or by byte range when there are fewer than {MIN_DOCUMENTS} documents "
+        f"(docs/data.md#splits). Defaults to {split_default}.",
+    )
+    parser.add_argument(
+        "--text-unit",
+        default="file",
+        choices=["file", "paragraph", "line"],
+        help="One document of a plain text file: the whole file (default), "
+        "a paragraph (blocks between blank lines) or a line.",
     )
     parser.add_argument("--pattern", help="File-name pattern inside directories, e.g. '*.txt'.")
     parser.add_argument(
@@ -85,6 +95,7 @@ def corpus_spec(args):
         "pattern": args.pattern,
         "jsonl_field": args.jsonl_field,
         "errors": args.errors,
+        "text_unit": args.text_unit,
     }
     return spec, reader_kwargs
 

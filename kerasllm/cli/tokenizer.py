@@ -88,11 +88,10 @@ def add_commands(subparsers):
         help="Train a byte-level BPE or SentencePiece tokenizer.",
         description=(
             "Train a tokenizer on a corpus (streamed) and write its directory. "
-            "Reads the train split unless --split says otherwise."
+            "Reads the train split (90%) unless --split says otherwise."
         ),
     )
-    corpus_arguments(train)
-    train.set_defaults(split="train")
+    corpus_arguments(train, split_default="train")
     train.add_argument(
         "--vocab-size", type=int, required=True, help="Number of ids, specials included."
     )

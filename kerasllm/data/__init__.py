@@ -11,12 +11,10 @@ TensorFlow is imported only when `lm_dataset` is called.
 from kerasllm.data.atomic import atomic_path, atomic_write_json, atomic_write_text
 from kerasllm.data.builtin import (
     BUILTIN_CORPORA,
-    SPLITS,
     builtin_corpus,
     builtin_corpus_files,
     corpus_documents,
     is_builtin,
-    split_of,
 )
 from kerasllm.data.cleaning import (
     CleaningConfig,
@@ -29,6 +27,7 @@ from kerasllm.data.cleaning import (
 from kerasllm.data.lm_dataset import batches_per_epoch, lm_dataset
 from kerasllm.data.statistics import corpus_statistics
 from kerasllm.data.readers import CorpusError, corpus_files, read_documents
+from kerasllm.data.splits import SPLITS, byte_range_split, split_of, split_rule
 from kerasllm.data.token_cache import TokenCache, tokenizer_fingerprint
 
 __all__ = [
@@ -43,6 +42,7 @@ __all__ = [
     "atomic_write_text",
     "batches_per_epoch",
     "builtin_corpus",
+    "byte_range_split",
     "builtin_corpus_files",
     "clean_documents",
     "corpus_documents",
@@ -54,6 +54,7 @@ __all__ = [
     "read_documents",
     "repeated_line_fraction",
     "split_of",
+    "split_rule",
     "strip_control_characters",
     "tokenizer_fingerprint",
 ]

@@ -11,40 +11,16 @@ only on the file's path relative to the standard library, so every machine with
 the same Python gets the same split.
 """
 
-import hashlib
 import os
 import sys
 import sysconfig
 
-from kerasllm.data.readers import read_documents
+from kerasllm.data.readers import CorpusError, read_documents
+from kerasllm.data.splits import SPLITS, byte_range_split, split_of, split_rule
 
-SPLITS = ("train", "val", "test")
-# Percent of keys in each split, in order; the rest of 100 goes to the last.
-SPLIT_PERCENT = {"train": 90, "val": 5, "test": 5}
 _STDLIB_SKIP_DIRS = frozenset(
     {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
 )
-
-
-def split_of(key):
-    """The split ("train", "val" or "test") a key falls in, 90/5/5.
-
-    The key is hashed with SHA-256, so the assignment is the same on every
-    machine and in every Python process (unlike `hash()`).
-
-    Args:
-        key: a string: a relative file path, or a document's text.
-
-    Returns:
-        `"train"`, `"val"` or `"test"`.
-    """
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    bucket = int.from_bytes(digest[:8], "big") % 100
-    for split in SPLITS:
-        if bucket < SPLIT_PERCENT[split]:
-            return split
-        bucket -= SPLIT_PERCENT[split]
-    return SPLITS[-1]
 
 
 def python_stdlib_files(split="train"):
@@ -125,25 +101,29 @@ def is_builtin(spec):
 def corpus_documents(spec, split="train", **reader_kwargs):
     """Documents of a corpus spec: a built-in name, or a path / list of paths.
 
-    A built-in corpus is split by file (see `builtin_corpus`). For files of
-    your own, `split` picks documents by a hash of their text (90/5/5), so the
-    same document always lands in the same split and identical copies never
-    straddle train and validation; pass `split="all"` to read everything.
+    A built-in corpus is split by file (see `builtin_corpus`). Files of your
+    own are split by `split_rule`: by a hash of each document's text (90/5/5)
+    when there are enough documents, so identical copies never straddle train
+    and validation; otherwise by contiguous byte ranges (the first 90% of the
+    bytes, the next 5%, the last 5%), so a single text file still has a
+    validation split. Pass `split="all"` to read everything.
 
     Args:
         spec: `"python-stdlib"`, or a path or list of paths (files,
             directories, glob patterns; see `read_documents`).
         split: `"train"`, `"val"`, `"test"` or `"all"`. Defaults to `"train"`.
         **reader_kwargs: passed to `read_documents` (`pattern`, `jsonl_field`,
-            `errors`, ...). Not accepted for a built-in corpus.
+            `errors`, `text_unit`, ...). Not accepted for a built-in corpus.
 
     Returns:
-        An iterator of strings.
+        An iterator of strings. It raises `CorpusError` at its end when the
+        split holds no document, naming the split and how to pick another.
 
     Example:
 
     >>> docs = kerasllm.data.corpus_documents("python-stdlib", split="val")
     >>> docs = kerasllm.data.corpus_documents(["a.txt", "b/"], split="all")
+    >>> docs = kerasllm.data.corpus_documents("book.txt", split="val")  # bytes 90-95%
     """
     _check_split(split)
     if is_builtin(spec):
@@ -162,7 +142,27 @@ def corpus_documents(spec, split="train", **reader_kwargs):
     documents = read_documents(spec, **reader_kwargs)
     if split == "all":
         return documents
-    return (doc for doc in documents if split_of(doc) == split)
+    rule = split_rule(spec, **reader_kwargs)
+    if rule["rule"] == "byte_range":
+        chosen = byte_range_split(documents, split, rule["bytes"])
+    else:
+        chosen = (doc for doc in documents if split_of(doc) == split)
+    return _non_empty(chosen, spec, split, rule)
+
+
+def _non_empty(documents, spec, split, rule):
+    count = 0
+    for document in documents:
+        count += 1
+        yield document
+    if count == 0:
+        raise CorpusError(
+            f"The {split!r} split of the corpus is empty ({rule['note']}). "
+            "Read another split (--split all on the command line, split='all' "
+            "in Python), split the text into more documents (text_unit / "
+            "--text-unit paragraph or line), or use a larger corpus. "
+            f"Received: corpus={spec!r}, split={split!r}"
+        )
 
 
 def _looks_like_path(spec):

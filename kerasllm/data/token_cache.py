@@ -356,6 +356,8 @@ def corpus_key(corpus, *, split="train", documents=None, **reader_kwargs):
     return {
         "files": stats,
         "split": split,
+        # Version of the rules that pick a split's documents (splits.py).
+        "split_rules": 2,
         "reader": {k: reader_kwargs[k] for k in sorted(reader_kwargs)},
     }
 

@@ -10,6 +10,7 @@ import dataclasses
 import typing
 from typing import Optional
 
+from kerasllm.data.readers import TEXT_UNITS
 from kerasllm.models.gpt_config import GPTConfig, PRESETS, closest_names
 
 TOKENIZER_KINDS = ("bpe", "sentencepiece")
@@ -29,6 +30,19 @@ class PretrainConfig:
         corpus: a built-in corpus name (`"python-stdlib"`) or a path / list of
             paths (files, directories, globs). Split 90/5/5 into train, val
             and test. Defaults to `"python-stdlib"`.
+        text_unit: what one document of a plain text file is: `"file"`,
+            `"paragraph"` (blocks between blank lines) or `"line"`. A corpus
+            with too few documents for a 90/5/5 split by document is split by
+            byte range instead (see `kerasllm.data.split_rule`). Defaults to
+            `"file"`.
+        jsonl_field: the field of `.jsonl` records that holds the text.
+            Defaults to `"text"`.
+        validation_corpus: files (path, list, glob) to validate on, all of
+            their text; `None` takes the val split of `corpus`. When set,
+            `corpus` is used whole for training. Defaults to `None`.
+        test_corpus: files held out for testing (`kerasllm evaluate
+            --input`); `None` takes the test split of `corpus`. Defaults to
+            `None`.
         tokenizer: directory of a trained tokenizer to reuse; `None` trains a
             new one on the training split. Defaults to `None`.
         tokenizer_kind: `"bpe"` (byte-level BPE) or `"sentencepiece"`, for a
@@ -91,6 +105,10 @@ class PretrainConfig:
     """
 
     corpus: typing.Union[str, list] = "python-stdlib"
+    text_unit: str = "file"
+    jsonl_field: str = "text"
+    validation_corpus: typing.Union[str, list, None] = None
+    test_corpus: typing.Union[str, list, None] = None
     tokenizer: Optional[str] = None
     tokenizer_kind: str = "bpe"
     vocab_size: int = 4096
@@ -151,6 +169,7 @@ class PretrainConfig:
                 f"decay_steps={self.decay_steps}"
             )
         for name, choices in (
+            ("text_unit", TEXT_UNITS),
             ("tokenizer_kind", TOKENIZER_KINDS),
             ("precision", PRECISIONS),
             ("distribution", DISTRIBUTIONS),
@@ -180,6 +199,29 @@ class PretrainConfig:
     def model_config(self, vocab_size):
         """The `GPTConfig`: the preset, the `model` overrides, the vocabulary."""
         return GPTConfig.from_preset(self.preset, **{**self.model, "vocab_size": vocab_size})
+
+    def corpus_split(self, split):
+        """The corpus spec, split and reader options that hold `split`.
+
+        `validation_corpus` / `test_corpus`, when set, hold all of their
+        split; with `validation_corpus`, `corpus` is read whole for training.
+
+        Returns:
+            A tuple `(spec, split, reader_kwargs)` for
+            `kerasllm.data.corpus_documents` / `TokenCache.get_or_build`.
+        """
+        from kerasllm.data import is_builtin
+
+        named = {"val": self.validation_corpus, "test": self.test_corpus}
+        if named.get(split) is not None:
+            spec, split = named[split], "all"
+        else:
+            spec = self.corpus
+            if split == "train" and self.validation_corpus is not None:
+                split = "all"
+        if is_builtin(spec):
+            return spec, split, {}
+        return spec, split, {"text_unit": self.text_unit, "jsonl_field": self.jsonl_field}
 
     @property
     def context_length(self):

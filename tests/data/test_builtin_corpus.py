@@ -80,11 +80,11 @@ def test_unknown_builtin_lists_the_valid_names():
 
 
 def test_corpus_documents_of_paths_split_by_document(tmp_path):
-    for i in range(60):
+    for i in range(200):
         (tmp_path / f"{i:02d}.txt").write_text(f"document {i}", encoding="utf-8")
     everything = list(corpus_documents(str(tmp_path), split="all"))
     parts = [list(corpus_documents(str(tmp_path), split=s)) for s in ("train", "val", "test")]
-    assert len(everything) == 60
+    assert len(everything) == 200
     assert sorted(sum(parts, [])) == sorted(everything)
     assert len(parts[0]) > len(parts[1])
     with pytest.raises(ValueError, match="Reader options"):
