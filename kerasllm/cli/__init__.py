@@ -34,8 +34,11 @@ COMMAND_GROUPS = [
     "data",
     "tokenizer",
     "train",
+    "finetune",
+    "tasks",
     "export",
     "generate",
+    "lora",
     "route",
 ]
 
