@@ -16,7 +16,12 @@ def _generate(args):
     if not os.path.isdir(args.model):
         raise CommandError(f"--model must be a model directory. Received: {args.model!r}")
     try:
-        model = kerasllm.load(args.model)
+        if args.adapter:
+            from kerasllm.finetune import load_with_adapter
+
+            model = load_with_adapter(args.model, args.adapter)
+        else:
+            model = kerasllm.load(args.model)
     except (FileNotFoundError, ValueError) as error:
         raise CommandError(str(error)) from error
     if model.tokenizer is None:
@@ -64,6 +69,9 @@ def add_commands(subparsers):
         ),
     )
     generate.add_argument("--model", required=True, help="Model directory.")
+    generate.add_argument(
+        "--adapter", help="LoRA adapter directory to put on the model (trained on that base)."
+    )
     generate.add_argument(
         "--prompt", action="append", required=True, help="Prompt text (repeatable: one batch)."
     )
