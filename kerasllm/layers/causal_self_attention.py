@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kerasllm.layers.dense import Dense
+from kerasllm.layers.initializers import clone_initializer, gpt2_normal
 from kerasllm.layers.rotary_embedding import RotaryEmbedding
 from kerasllm.layers.xla_decoding import in_xla_decoding
 
@@ -159,7 +160,7 @@ class CausalSelfAttention(keras.layers.Layer):
         self.use_rotary_embedding = use_rotary_embedding
         self.rope_max_wavelength = rope_max_wavelength
         self.kernel_initializer = keras.initializers.get(
-            kernel_initializer or keras.initializers.RandomNormal(stddev=0.02)
+            kernel_initializer or gpt2_normal()
         )
         self.output_kernel_initializer = keras.initializers.get(
             output_kernel_initializer or self.kernel_initializer
@@ -183,7 +184,7 @@ class CausalSelfAttention(keras.layers.Layer):
         self.qkv = Dense(
             qkv_width,
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="qkv",
         )
@@ -191,7 +192,7 @@ class CausalSelfAttention(keras.layers.Layer):
         self.output_dense = Dense(
             hidden_dim,
             use_bias=self.use_bias,
-            kernel_initializer=self.output_kernel_initializer,
+            kernel_initializer=clone_initializer(self.output_kernel_initializer),
             dtype=self.dtype_policy,
             name="output",
         )

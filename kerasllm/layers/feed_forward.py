@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kerasllm.layers.dense import Dense
+from kerasllm.layers.initializers import clone_initializer, gpt2_normal
 
 ACTIVATIONS = ("gelu", "gelu_exact", "relu", "swiglu")
 
@@ -22,7 +23,8 @@ class FeedForward(keras.layers.Layer):
             `"gelu_exact"`, `"relu"`, `"swiglu"`. Defaults to `"gelu"`.
         dropout: dropout rate on the output. Defaults to `0.0`.
         use_bias: biases in the projections. Defaults to `True`.
-        kernel_initializer: initializer of the input projections. Defaults to
+        kernel_initializer: initializer of the input projections (each
+            projection draws from its own clone). Defaults to
             `RandomNormal(stddev=0.02)`.
         output_kernel_initializer: initializer of the output projection (GPT-2
             scales it by `1/sqrt(2 * num_layers)`). Defaults to
@@ -71,7 +73,7 @@ class FeedForward(keras.layers.Layer):
         self.dropout = dropout
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(
-            kernel_initializer or keras.initializers.RandomNormal(stddev=0.02)
+            kernel_initializer or gpt2_normal()
         )
         self.output_kernel_initializer = keras.initializers.get(
             output_kernel_initializer or self.kernel_initializer
@@ -84,7 +86,7 @@ class FeedForward(keras.layers.Layer):
             layer = Dense(
                 units,
                 use_bias=self.use_bias,
-                kernel_initializer=initializer,
+                kernel_initializer=clone_initializer(initializer),
                 dtype=self.dtype_policy,
                 name=name,
             )

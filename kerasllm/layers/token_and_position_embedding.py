@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerasllm.layers.initializers import clone_initializer, gpt2_normal
+
 
 @keras.saving.register_keras_serializable(package="kerasllm")
 class TokenAndPositionEmbedding(keras.layers.Layer):
@@ -18,8 +20,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         sequence_length: the longest sequence the position table covers.
         embedding_dim: width of the vectors.
         use_position_embedding: add learned positions. Defaults to `True`.
-        embeddings_initializer: initializer of both tables. Defaults to
-            `RandomNormal(stddev=0.02)` (GPT-2).
+        embeddings_initializer: initializer of both tables (each table
+            draws from its own clone). Defaults to `RandomNormal(stddev=0.02)`
+            (GPT-2).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -64,13 +67,12 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         self.embedding_dim = embedding_dim
         self.use_position_embedding = use_position_embedding
         self.embeddings_initializer = keras.initializers.get(
-            embeddings_initializer
-            or keras.initializers.RandomNormal(stddev=0.02)
+            embeddings_initializer or gpt2_normal()
         )
         self.token_embedding = keras.layers.Embedding(
             vocabulary_size,
             embedding_dim,
-            embeddings_initializer=self.embeddings_initializer,
+            embeddings_initializer=clone_initializer(self.embeddings_initializer),
             dtype=self.dtype_policy,
             name="token_embedding",
         )
@@ -81,7 +83,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             self.position_embeddings = self.add_weight(
                 name="position_embeddings",
                 shape=(self.sequence_length, self.embedding_dim),
-                initializer=self.embeddings_initializer,
+                initializer=clone_initializer(self.embeddings_initializer),
             )
 
     def call(self, token_ids, positions=None, start_index=0):

@@ -4,20 +4,25 @@ import keras
 
 from kerasllm.layers.causal_self_attention import CausalSelfAttention
 from kerasllm.layers.feed_forward import FeedForward
-from kerasllm.layers.rms_normalization import RMSNormalization
+from kerasllm.layers.initializers import clone_initializer, gpt2_normal
 
 NORMS = ("layernorm", "rmsnorm")
 
 
 def make_norm(norm, epsilon, use_bias, dtype, name):
-    """The normalization layer named by `norm` ("layernorm" or "rmsnorm")."""
+    """The normalization layer named by `norm` ("layernorm" or "rmsnorm").
+
+    Both are Keras's own layers. `keras.layers.RMSNormalization` computes its
+    statistics in at least float32, so it is stable under mixed precision;
+    it agrees with the formula to float32 rounding (see docs/models.md).
+    """
     if norm == "layernorm":
-        # Keras's own LayerNormalization; `center` is the bias term.
+        # `center` is the bias term.
         return keras.layers.LayerNormalization(
             epsilon=epsilon, center=use_bias, dtype=dtype, name=name
         )
     if norm == "rmsnorm":
-        return RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
+        return keras.layers.RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
     raise ValueError(f"norm must be one of {NORMS}. Received: norm={norm!r}")
 
 
@@ -27,7 +32,7 @@ class TransformerBlock(keras.layers.Layer):
 
     The GPT-2 / LLaMA block: normalization before each sublayer, residual
     additions around them. Composed of `CausalSelfAttention`, `FeedForward`
-    and `keras.layers.LayerNormalization` or `RMSNormalization`.
+    and `keras.layers.LayerNormalization` or `keras.layers.RMSNormalization`.
 
     Args:
         num_heads: query heads.
@@ -42,7 +47,8 @@ class TransformerBlock(keras.layers.Layer):
         use_bias: biases in projections and layer norms. Defaults to `True`.
         use_rotary_embedding: RoPE in attention. Defaults to `False`.
         rope_max_wavelength: RoPE's longest wavelength. Defaults to `10000`.
-        kernel_initializer: initializer of the input projections. Defaults to
+        kernel_initializer: initializer of the input projections (each
+            weight draws from its own clone). Defaults to
             `RandomNormal(stddev=0.02)`.
         output_kernel_initializer: initializer of the two residual (output)
             projections. Defaults to `kernel_initializer`.
@@ -99,7 +105,7 @@ class TransformerBlock(keras.layers.Layer):
         self.use_rotary_embedding = use_rotary_embedding
         self.rope_max_wavelength = rope_max_wavelength
         self.kernel_initializer = keras.initializers.get(
-            kernel_initializer or keras.initializers.RandomNormal(stddev=0.02)
+            kernel_initializer or gpt2_normal()
         )
         self.output_kernel_initializer = keras.initializers.get(
             output_kernel_initializer or self.kernel_initializer
@@ -115,8 +121,8 @@ class TransformerBlock(keras.layers.Layer):
             use_bias=use_bias,
             use_rotary_embedding=use_rotary_embedding,
             rope_max_wavelength=rope_max_wavelength,
-            kernel_initializer=self.kernel_initializer,
-            output_kernel_initializer=self.output_kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            output_kernel_initializer=clone_initializer(self.output_kernel_initializer),
             dtype=self.dtype_policy,
             name="attention",
         )
@@ -128,8 +134,8 @@ class TransformerBlock(keras.layers.Layer):
             activation=activation,
             dropout=dropout,
             use_bias=use_bias,
-            kernel_initializer=self.kernel_initializer,
-            output_kernel_initializer=self.output_kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            output_kernel_initializer=clone_initializer(self.output_kernel_initializer),
             dtype=self.dtype_policy,
             name="feed_forward",
         )

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from kerasllm.layers.initializers import clone_initializer, gpt2_normal
 from kerasllm.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from kerasllm.layers.transformer_block import TransformerBlock, make_norm
 from kerasllm.models.gpt_config import GPTConfig
@@ -22,7 +23,9 @@ class GPT(keras.Model):
     Initialization follows GPT-2: every kernel and embedding drawn from
     `N(0, 0.02)`, the two residual projections of each block (attention output
     and feed-forward down) from `N(0, 0.02 / sqrt(2 * num_layers))` so the
-    residual stream's variance does not grow with depth; biases zero.
+    residual stream's variance does not grow with depth; biases zero. Every
+    weight draws its own values (`clone_initializer`); under
+    `keras.utils.set_random_seed` the same seed gives the same model.
 
     Args:
         config: a `GPTConfig` or a dict of its fields.
@@ -50,16 +53,14 @@ class GPT(keras.Model):
         super().__init__(**kwargs)
         config = GPTConfig() if config is None else GPTConfig.from_dict(config)
         self.config = config
-        init = keras.initializers.RandomNormal(stddev=0.02)
-        residual_init = keras.initializers.RandomNormal(
-            stddev=0.02 / math.sqrt(2 * config.num_layers)
-        )
+        init = gpt2_normal()
+        residual_init = gpt2_normal(0.02 / math.sqrt(2 * config.num_layers))
         self.embedding = TokenAndPositionEmbedding(
             vocabulary_size=config.vocab_size,
             sequence_length=config.context_length,
             embedding_dim=config.hidden_dim,
             use_position_embedding=config.position == "learned",
-            embeddings_initializer=init,
+            embeddings_initializer=clone_initializer(init),
             dtype=self.dtype_policy,
             name="embedding",
         )
@@ -78,8 +79,8 @@ class GPT(keras.Model):
                 use_bias=config.use_bias,
                 use_rotary_embedding=config.position == "rope",
                 rope_max_wavelength=config.rope_max_wavelength,
-                kernel_initializer=init,
-                output_kernel_initializer=residual_init,
+                kernel_initializer=clone_initializer(init),
+                output_kernel_initializer=clone_initializer(residual_init),
                 dtype=self.dtype_policy,
                 name=f"block_{i}",
             )
@@ -93,7 +94,7 @@ class GPT(keras.Model):
             self.lm_head = keras.layers.Dense(
                 config.vocab_size,
                 use_bias=False,
-                kernel_initializer=init,
+                kernel_initializer=clone_initializer(init),
                 dtype=self.dtype_policy,
                 name="lm_head",
             )

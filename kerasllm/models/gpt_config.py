@@ -2,11 +2,13 @@
 
 import dataclasses
 import difflib
+import functools
 import math
 from typing import Optional
 
-NORMS = ("layernorm", "rmsnorm")
-ACTIVATIONS = ("gelu", "gelu_exact", "relu", "swiglu")
+from kerasllm.layers.feed_forward import ACTIVATIONS
+from kerasllm.layers.transformer_block import NORMS
+
 POSITIONS = ("learned", "rope")
 
 
@@ -18,6 +20,29 @@ def closest_names(name, valid):
     return "Valid keys: " + ", ".join(sorted(valid)) + "."
 
 
+def _hint_unknown_fields(cls):
+    """Makes `cls(misspelt=...)` name the closest fields, as YAML keys do.
+
+    The dataclass's own `__init__` raises a bare "unexpected keyword
+    argument"; this one raises the same TypeError with a "Did you mean" hint.
+    """
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        valid = {field.name for field in dataclasses.fields(cls)}
+        for key in kwargs:
+            if key not in valid:
+                raise TypeError(
+                    f"Unknown {cls.__name__} field {key!r}. {closest_names(key, valid)}"
+                )
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_hint_unknown_fields
 @dataclasses.dataclass(frozen=True)
 class GPTConfig:
     """Hyperparameters of a `GPT` causal language model.

@@ -110,17 +110,75 @@ def test_unknown_config_key_suggests_the_closest():
         GPTConfig.from_preset("tiny", num_layer=3)
     with pytest.raises(ValueError, match="Available presets"):
         GPTConfig.from_preset("huge")
+    with pytest.raises(TypeError, match="Did you mean 'hidden_dim'"):
+        GPTConfig(hiden_dim=64)
 
 
-def test_gpt2_initialization_scales_residual_projections():
-    model = GPT.from_preset("baby")
-    block = model.blocks[0]
-    std = lambda v: float(np.std(ops.convert_to_numpy(v)))
-    assert std(block.attention.qkv.kernel) == pytest.approx(0.02, rel=0.05)
-    expected = 0.02 / np.sqrt(2 * model.config.num_layers)
-    assert std(block.attention.output_dense.kernel) == pytest.approx(expected, rel=0.05)
-    assert std(block.feed_forward.down.kernel) == pytest.approx(expected, rel=0.05)
-    assert std(model.embedding.token_embedding.embeddings) == pytest.approx(0.02, rel=0.05)
+def numpy_weights(model):
+    """`{path within the model: value}` (without the model's own name)."""
+    return {v.path.split("/", 1)[1]: ops.convert_to_numpy(v) for v in model.weights}
+
+
+def test_every_tensor_follows_gpt2_initialization():
+    """N(0, 0.02) everywhere; the residual projections 0.02 / sqrt(2 L); biases
+    zero, norm scales one (GPT-2 / nanoGPT)."""
+    model = GPT.from_preset("baby", num_layers=4, tie_embeddings=False)
+    residual = 0.02 / np.sqrt(2 * 4)
+    for path, value in numpy_weights(model).items():
+        name = path.split("/")[-1]
+        if name in ("bias", "beta"):
+            assert not value.any(), path
+        elif name == "gamma":
+            np.testing.assert_array_equal(value, 1.0, err_msg=path)
+        else:
+            is_residual = path.endswith(("attention/output/kernel", "feed_forward/down/kernel"))
+            expected = residual if is_residual else 0.02
+            assert float(np.mean(value)) == pytest.approx(0.0, abs=expected / 20), path
+            assert float(np.std(value)) == pytest.approx(expected, rel=0.03), path
+
+
+def test_every_weight_starts_from_its_own_values():
+    """One initializer shared by every sublayer made all blocks identical, the
+    SwiGLU gate equal to its up projection, and the position table equal to
+    the first rows of the token table."""
+    model = GPT.from_preset("baby", num_layers=2, activation="swiglu", tie_embeddings=False)
+    first, second = model.blocks
+    for get in (
+        lambda b: b.attention.qkv.kernel,
+        lambda b: b.attention.output_dense.kernel,
+        lambda b: b.feed_forward.up.kernel,
+        lambda b: b.feed_forward.gate.kernel,
+        lambda b: b.feed_forward.down.kernel,
+    ):
+        assert not np.allclose(ops.convert_to_numpy(get(first)), ops.convert_to_numpy(get(second)))
+    ffn = first.feed_forward
+    assert not np.allclose(ops.convert_to_numpy(ffn.gate.kernel), ops.convert_to_numpy(ffn.up.kernel))
+    positions = ops.convert_to_numpy(model.embedding.position_embeddings)
+    tokens = ops.convert_to_numpy(model.embedding.token_embedding.embeddings)
+    assert not np.allclose(positions, tokens[: len(positions)])
+    # No two random tensors share their leading values (same seed, other shape).
+    heads = {
+        path: value.reshape(-1)[:64]
+        for path, value in numpy_weights(model).items()
+        if value.ndim == 2
+    }
+    paths = sorted(heads)
+    for i, a in enumerate(paths):
+        for b in paths[i + 1 :]:
+            assert not np.allclose(heads[a], heads[b]), (a, b)
+
+
+def test_seeded_construction_is_reproducible():
+    keras.utils.set_random_seed(7)
+    a = numpy_weights(GPT(GPTConfig(**SMALL)))
+    keras.utils.set_random_seed(7)
+    b = numpy_weights(GPT(GPTConfig(**SMALL)))
+    keras.utils.set_random_seed(8)
+    c = numpy_weights(GPT(GPTConfig(**SMALL)))
+    assert a.keys() == b.keys()
+    for path in a:
+        np.testing.assert_array_equal(a[path], b[path], err_msg=path)
+    assert not np.allclose(a["block_0/attention/qkv/kernel"], c["block_0/attention/qkv/kernel"])
 
 
 def test_fit_step_lowers_loss(model):
