@@ -11,7 +11,7 @@ $(STAMP): setup.py tools/system-packages.txt
 	sh tools/install-system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,jax,export]"
+	$(PY) -m pip install -q -e ".[test,jax,export,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -23,6 +23,17 @@ EXTRAS = {
     "jax": ["jax>=0.5"],
     # Export and serving: TFLite interpreter and TF Serving's protos/gRPC stubs.
     "export": ["ai-edge-litert>=2.0", "tensorflow-serving-api>=2.21,<2.22"],
+    # `kerasllm serve`: ASGI app + server, HTTP client (remote backend, tests),
+    # the OpenAI client and a headless browser driver (tests and benchmark).
+    "serve": [
+        "starlette>=0.40",
+        "uvicorn>=0.30",
+        "httpx>=0.27",
+        "grpcio>=1.60",
+        "tensorflow-serving-api>=2.21,<2.22",
+        "openai>=1.40",
+        "playwright>=1.40",
+    ],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 

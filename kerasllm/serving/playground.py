@@ -1,0 +1,3 @@
+"""The playground page served at `/` (filled below)."""
+
+PLAYGROUND_HTML = "<!doctype html><title>kerasllm</title>"
