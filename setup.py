@@ -63,6 +63,8 @@ setup(
         "matplotlib>=3.8",
         "tensorboard>=2.21,<2.22",
         "datasketch>=1.6",
+        "lxml>=5",  # HTML / XHTML text extraction (kerasllm.data.html)
+        "py3langid>=0.3",  # language identification, model inside the wheel
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["kerasllm=kerasllm.cli:main"]},

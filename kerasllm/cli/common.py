@@ -71,6 +71,13 @@ def corpus_arguments(parser, split_default="all"):
         help="One document of a plain text file: the whole file (default), "
         "a paragraph (blocks between blank lines) or a line.",
     )
+    parser.add_argument(
+        "--html",
+        default="auto",
+        choices=["auto", "always", "never"],
+        help="Extract the text of HTML: auto (.html/.htm/.xhtml files, default), "
+        "always (also JSONL fields and files without a suffix) or never.",
+    )
     parser.add_argument("--pattern", help="File-name pattern inside directories, e.g. '*.txt'.")
     parser.add_argument(
         "--jsonl-field", default="text", help="JSONL field holding the text (default: text)."
@@ -96,6 +103,7 @@ def corpus_spec(args):
         "jsonl_field": args.jsonl_field,
         "errors": args.errors,
         "text_unit": args.text_unit,
+        "html": args.html,
     }
     return spec, reader_kwargs
 

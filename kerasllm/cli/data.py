@@ -7,7 +7,7 @@ def _data_stats(args):
     from kerasllm.data import corpus_statistics
 
     try:
-        stats = corpus_statistics(corpus_from_args(args))
+        stats = corpus_statistics(corpus_from_args(args), languages=args.languages)
     except data_errors() as error:
         raise CommandError(str(error)) from error
     stats = {"input": args.input, "split": args.split, **stats}
@@ -16,6 +16,8 @@ def _data_stats(args):
         return
     for key, value in stats.items():
         shown = f"{value:,}" if isinstance(value, int) else value
+        if isinstance(value, dict):  # language shares
+            shown = ", ".join(f"{k} {v:.1%}" for k, v in value.items())
         print(f"  {key:<20} {shown}")
 
 
@@ -32,6 +34,7 @@ def _data_clean(args):
             exact_dedup=not args.no_exact_dedup,
             near_dedup=not args.no_near_dedup,
             near_dedup_threshold=args.near_dedup_threshold,
+            **_filter_options(args),
         )
         documents, report = clean_documents(corpus_from_args(args), config, stream=True)
         # Streamed to a temporary file and renamed at the end: an error in
@@ -49,6 +52,33 @@ def _data_clean(args):
         return
     print(report)
     print(f"wrote {report.documents_out:,} documents to {args.output}, report {report_path}")
+
+
+def _filter_options(args):
+    """CleaningConfig fields of the opt-in filters, from their flags and --set."""
+    from kerasllm.cli.common import parse_set_overrides
+
+    options = {
+        "pii": args.pii,
+        "quality": args.quality,
+        "inappropriate": args.inappropriate or args.inappropriate_words is not None,
+        "inappropriate_words": args.inappropriate_words,
+        "inappropriate_action": args.inappropriate_action,
+    }
+    if args.languages:
+        options["languages"] = args.languages
+        options["language_threshold"] = args.language_threshold
+    overrides = parse_set_overrides(args.set)
+    import dataclasses
+
+    from kerasllm.data import CleaningConfig
+
+    fields = [field.name for field in dataclasses.fields(CleaningConfig)]
+    for key in overrides:
+        if key not in fields:
+            raise CommandError(f"--set: CleaningConfig has no field {key!r}. Fields: {fields}")
+    options.update(overrides)
+    return options
 
 
 def _data_cache(args):
@@ -91,6 +121,11 @@ def add_commands(subparsers):
         description="Read a corpus (streamed) and report its size.",
     )
     corpus_arguments(stats)
+    stats.add_argument(
+        "--languages",
+        action="store_true",
+        help="Identify each document's language (py3langid) and show the shares.",
+    )
     stats.set_defaults(func=_data_stats)
 
     clean = data_sub.add_parser(
@@ -124,6 +159,48 @@ def add_commands(subparsers):
     )
     clean.add_argument("--no-exact-dedup", action="store_true", help="Keep exact duplicates.")
     clean.add_argument("--no-near-dedup", action="store_true", help="Keep near duplicates.")
+    clean.add_argument(
+        "--pii",
+        action="store_true",
+        help="Replace e-mail addresses, phone numbers, IPs and card numbers with placeholders.",
+    )
+    clean.add_argument(
+        "--languages",
+        help="Keep only these languages (ISO 639-1, comma-separated, e.g. ja,en).",
+    )
+    clean.add_argument(
+        "--language-threshold",
+        type=float,
+        default=0.5,
+        help="Least probability of the identified language (default: 0.5).",
+    )
+    clean.add_argument(
+        "--quality",
+        action="store_true",
+        help="Drop documents failing the C4/Gopher-style heuristics (thresholds: --set).",
+    )
+    clean.add_argument(
+        "--inappropriate",
+        action="store_true",
+        help="Drop documents with words of the default English/Japanese list.",
+    )
+    clean.add_argument(
+        "--inappropriate-words",
+        metavar="FILE",
+        help="A word/regex list (one a line, re:PATTERN) added to the default list.",
+    )
+    clean.add_argument(
+        "--inappropriate-action",
+        default="drop",
+        choices=["drop", "mask"],
+        help="Drop the document (default) or mask the matches with *.",
+    )
+    clean.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="Any CleaningConfig field, e.g. --set quality_min_chars=200 (repeatable).",
+    )
     clean.set_defaults(func=_data_clean)
 
     cache = data_sub.add_parser(

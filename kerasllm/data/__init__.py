@@ -24,6 +24,14 @@ from kerasllm.data.cleaning import (
     repeated_line_fraction,
     strip_control_characters,
 )
+from kerasllm.data.filters import (
+    InappropriateContent,
+    LanguageFilter,
+    PiiScrubber,
+    QualityFilter,
+    identify_language,
+)
+from kerasllm.data.html import html_to_text
 from kerasllm.data.lm_dataset import batches_per_epoch, lm_dataset
 from kerasllm.data.statistics import corpus_statistics
 from kerasllm.data.readers import CorpusError, corpus_files, read_documents
@@ -36,6 +44,10 @@ __all__ = [
     "CleaningConfig",
     "CleaningReport",
     "CorpusError",
+    "InappropriateContent",
+    "LanguageFilter",
+    "PiiScrubber",
+    "QualityFilter",
     "TokenCache",
     "atomic_path",
     "atomic_write_json",
@@ -48,6 +60,8 @@ __all__ = [
     "corpus_documents",
     "corpus_files",
     "corpus_statistics",
+    "html_to_text",
+    "identify_language",
     "is_builtin",
     "lm_dataset",
     "normalize_whitespace",

@@ -8,6 +8,10 @@ The steps run in this order, each a transform (changes text) or a filter
     whitespace     trailing spaces/tabs, runs of blank lines       transform
     length         min_chars <= len(text) <= max_chars             filter
     repeated_lines too much text in lines that repeat              filter
+    pii            e-mail, phone, IP, card numbers -> <EMAIL> ...  transform (opt-in)
+    language       keep listed languages (py3langid)               filter    (opt-in)
+    quality        C4 / Gopher-style heuristics                    filter    (opt-in)
+    inappropriate  word / regex list: drop, or mask with *         either    (opt-in)
     exact_dedup    identical text seen before                      filter
     near_dedup     MinHash + LSH Jaccard >= threshold              filter
 
@@ -68,6 +72,36 @@ class CleaningConfig:
         num_perm: MinHash permutations (at least 16); more is more accurate
             and slower. Defaults to `128`.
         shingle_size: characters per shingle. Defaults to `5`.
+        pii: replace e-mail addresses, phone numbers (Japanese and
+            international), IP addresses and Luhn-valid card numbers with
+            `<EMAIL>`, `<PHONE>`, `<IP>`, `<CREDIT_CARD>`. Defaults to
+            `False`.
+        languages: keep only documents identified (py3langid) as one of
+            these ISO 639-1 codes, e.g. `["ja"]`; `None` keeps all. Defaults
+            to `None`.
+        language_threshold: the least probability of the identified
+            language for a document to be kept. Defaults to `0.5`.
+        quality: drop documents that fail the quality heuristics below.
+            Defaults to `False`.
+        quality_min_chars: shorter documents fail. Defaults to `50`.
+        quality_min_mean_line_chars: documents whose non-blank lines average
+            fewer characters fail (menus, link lists). Defaults to `10`.
+        quality_max_symbol_word_ratio: `#` and ellipses per word above which
+            a document fails; a Japanese word counts as two characters.
+            Defaults to `0.1`.
+        quality_min_terminal_punctuation: the least fraction of lines ending
+            in sentence punctuation (`.!?"` and `。！？」`). Defaults to
+            `0.1`.
+        quality_lorem_ipsum: documents containing "lorem ipsum" fail.
+            Defaults to `True`.
+        inappropriate: filter inappropriate content with a word / regex
+            list, matched after NFKC, case and kana folding. Defaults to
+            `False`.
+        inappropriate_words: a list file (one entry a line, `#` comments,
+            `re:PATTERN` for a regex) used with the default English and
+            Japanese list; `None`: the default list only. Defaults to `None`.
+        inappropriate_action: `"drop"` the document or `"mask"` the matches
+            with `*`. Defaults to `"drop"`.
 
     Example:
 
@@ -87,6 +121,18 @@ class CleaningConfig:
     near_dedup_threshold: float = 0.8
     num_perm: int = 128
     shingle_size: int = 5
+    pii: bool = False
+    languages: list | None = None
+    language_threshold: float = 0.5
+    quality: bool = False
+    quality_min_chars: int | None = 50
+    quality_min_mean_line_chars: float | None = 10
+    quality_max_symbol_word_ratio: float | None = 0.1
+    quality_min_terminal_punctuation: float | None = 0.1
+    quality_lorem_ipsum: bool = True
+    inappropriate: bool = False
+    inappropriate_words: str | None = None
+    inappropriate_action: str = "drop"
 
     def __post_init__(self):
         if self.normalization is not None and self.normalization not in _NORMALIZATIONS:
@@ -123,6 +169,31 @@ class CleaningConfig:
             raise ValueError(
                 f"`shingle_size` must be >= 1. Received: shingle_size={self.shingle_size}"
             )
+        self._check_filters()
+
+    def _check_filters(self):
+        if self.languages is not None:
+            if isinstance(self.languages, str):
+                self.languages = [code.strip() for code in self.languages.split(",")]
+            if not self.languages or not all(isinstance(c, str) and c for c in self.languages):
+                raise ValueError(
+                    "`languages` must be a non-empty list of ISO 639-1 codes or None. "
+                    f"Received: languages={self.languages!r}"
+                )
+        if not 0 <= self.language_threshold <= 1:
+            raise ValueError(
+                "`language_threshold` must be in [0, 1]. "
+                f"Received: language_threshold={self.language_threshold}"
+            )
+        for name in ("quality_max_symbol_word_ratio", "quality_min_terminal_punctuation"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"`{name}` must be in [0, 1] or None. Received: {name}={value}")
+        if self.inappropriate_action not in ("drop", "mask"):
+            raise ValueError(
+                "`inappropriate_action` must be 'drop' or 'mask'. "
+                f"Received: inappropriate_action={self.inappropriate_action!r}"
+            )
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -142,6 +213,7 @@ class StepStats:
     chars_in: int = 0
     chars_out: int = 0
     changed: int = 0  # documents whose text a transform changed
+    details: dict = dataclasses.field(default_factory=dict)  # a filter's own counts
 
     @property
     def removed(self):
@@ -222,7 +294,21 @@ class CleaningReport:
             cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
             lines.append("  ".join(cells))
         lines.insert(1, "-" * len(lines[0]))
+        for stats in self.steps:
+            if stats.details:
+                lines.append(f"{stats.name}: {_format_details(stats.details)}")
         return "\n".join(lines)
+
+
+def _format_details(details):
+    parts = []
+    for key, value in details.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:,}" for k, v in sorted(value.items(), key=lambda i: -i[1]))
+            parts.append(f"{key} ({value})")
+        else:
+            parts.append(f"{key} {value:,}")
+    return "; ".join(parts)
 
 
 def clean_documents(documents, config=None, *, stream=False):
@@ -290,11 +376,52 @@ def _build_steps(config):
         steps.append(
             ("repeated_lines", lambda text: text if repeated_line_fraction(text) <= limit else None)
         )
+    steps.extend(_filter_steps(config))
     if config.exact_dedup:
         steps.append(("exact_dedup", _ExactDedup()))
     if config.near_dedup:
         steps.append(("near_dedup", _NearDedup(config)))
-    return [(StepStats(name), apply) for name, apply in steps]
+    built = []
+    for name, apply in steps:
+        stats = StepStats(name)
+        if hasattr(apply, "details"):
+            stats.details = apply.details  # the filter counts into the report
+        built.append((stats, apply))
+    return built
+
+
+def _filter_steps(config):
+    """The opt-in content filters (kerasllm.data.filters), in pipeline order."""
+    from kerasllm.data import filters
+
+    steps = []
+    if config.pii:
+        steps.append(("pii", filters.PiiScrubber()))
+    if config.languages:
+        steps.append(
+            ("language", filters.LanguageFilter(config.languages, config.language_threshold))
+        )
+    if config.quality:
+        steps.append(
+            (
+                "quality",
+                filters.QualityFilter(
+                    min_chars=config.quality_min_chars,
+                    min_mean_line_chars=config.quality_min_mean_line_chars,
+                    max_symbol_word_ratio=config.quality_max_symbol_word_ratio,
+                    min_terminal_punctuation=config.quality_min_terminal_punctuation,
+                    lorem_ipsum=config.quality_lorem_ipsum,
+                ),
+            )
+        )
+    if config.inappropriate:
+        words = list(filters.DEFAULT_INAPPROPRIATE_WORDS)
+        if config.inappropriate_words:
+            words += filters.load_word_list(config.inappropriate_words)
+        steps.append(
+            ("inappropriate", filters.InappropriateContent(words, config.inappropriate_action))
+        )
+    return steps
 
 
 def _normalize(text, form):

@@ -21,6 +21,7 @@ import zlib
 _CHUNK_BYTES = 1 << 20
 _DECODE_ERRORS = ("strict", "replace", "ignore")
 TEXT_UNITS = ("file", "paragraph", "line")
+HTML_MODES = ("auto", "always", "never")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
@@ -103,12 +104,15 @@ def read_documents(
     jsonl_field="text",
     errors="strict",
     text_unit="file",
+    html="auto",
 ):
     """Stream the documents of a corpus as strings.
 
     A plain text file is one document (or one per paragraph / line, see
     `text_unit`). A `.jsonl` file holds one JSON object per line and the
-    document is its `jsonl_field`. A `.gz` suffix (`.txt.gz`, `.jsonl.gz`) is
+    document is its `jsonl_field`. An `.html`, `.htm` or `.xhtml` file is
+    turned into its readable text (`html_to_text`: scripts, styles and
+    navigation dropped, paragraphs kept, `<pre>` verbatim). A `.gz` suffix (`.txt.gz`, `.jsonl.gz`) is
     decompressed on the fly. A leading UTF-8 byte-order mark is dropped; the
     text is otherwise returned exactly as stored (no newline translation).
     Empty documents are skipped.
@@ -130,7 +134,12 @@ def read_documents(
             `"strict"`.
         text_unit: how a plain text file is split into documents: `"file"`
             (the whole file), `"paragraph"` (blocks separated by blank lines)
-            or `"line"`. Defaults to `"file"`.
+            or `"line"`; for an HTML file it applies to the extracted text.
+            Defaults to `"file"`.
+        html: `"auto"` extracts the text of files named `.html`, `.htm`,
+            `.xhtml`; `"always"` treats every document as HTML (JSONL fields
+            holding HTML, pages saved without a suffix); `"never"` reads the
+            markup as text. Defaults to `"auto"`.
 
     Returns:
         An iterator of non-empty strings.
@@ -155,14 +164,16 @@ def read_documents(
             f"`text_unit` must be one of {TEXT_UNITS}. "
             f"Received: text_unit={text_unit!r}"
         )
+    if html not in HTML_MODES:
+        raise ValueError(f"`html` must be one of {HTML_MODES}. Received: html={html!r}")
     files = corpus_files(paths, pattern=pattern, recursive=recursive)
-    return _iter_corpus(files, jsonl_field, errors, text_unit)
+    return _iter_corpus(files, jsonl_field, errors, text_unit, html)
 
 
-def _iter_corpus(files, jsonl_field, errors, text_unit):
+def _iter_corpus(files, jsonl_field, errors, text_unit, html):
     count = 0
     for path in files:
-        for document in _read_file(path, jsonl_field, errors, text_unit):
+        for document in _read_file(path, jsonl_field, errors, text_unit, html):
             count += 1
             yield document
     if count == 0:
@@ -173,13 +184,22 @@ def _iter_corpus(files, jsonl_field, errors, text_unit):
         )
 
 
-def _read_file(path, jsonl_field, errors, text_unit):
+def _read_file(path, jsonl_field, errors, text_unit, html):
+    from kerasllm.data.html import html_to_text, is_html_path
+
     name = path[:-3] if path.endswith(".gz") else path
     with _open_binary(path) as raw:
         chunks = _decoded_chunks(raw, path, errors)
         if name.endswith(_JSONL_SUFFIXES):
-            yield from _jsonl_documents(chunks, path, jsonl_field)
-        elif text_unit == "file":
+            documents = _jsonl_documents(chunks, path, jsonl_field)
+            if html == "always":
+                documents = (text for text in map(html_to_text, documents) if text)
+            yield from documents
+            return
+        if html == "always" or (html == "auto" and is_html_path(path)):
+            # Markup is parsed whole; text_unit then splits the extracted text.
+            chunks = [html_to_text("".join(chunks))]
+        if text_unit == "file":
             text = "".join(chunks)
             if text:
                 yield text
