@@ -1,0 +1,137 @@
+"""Scalar heads on a GPT: the reward model and PPO's policy-with-value.
+
+Both read the backbone's final hidden states (after the final norm), which
+`backbone_forward` computes with the GPT's own layers; positions are the
+count of real tokens before each one, so a left-padded row computes what it
+would alone.
+"""
+
+import keras
+from keras import ops
+
+
+def backbone_forward(gpt, token_ids, padding_mask=None, training=False):
+    """`(hidden, logits)`: `(B, T, d)` final hidden states and float32 `(B, T, V)` logits."""
+    positions = None
+    if padding_mask is not None:
+        mask = ops.cast(padding_mask, "int32")
+        positions = ops.maximum(ops.cumsum(mask, axis=1) - 1, 0)  # (B, T)
+    x = gpt.embedding(token_ids, positions=positions)  # (B, T, d)
+    x = gpt.embedding_dropout(x, training=training)
+    for block in gpt.blocks:
+        x = block(x, padding_mask=padding_mask, positions=positions, training=training)
+    hidden = gpt.final_norm(x)  # (B, T, d)
+    if gpt.lm_head is None:
+        logits = gpt.embedding.attend(hidden)
+    else:
+        logits = gpt.lm_head(hidden)
+    return hidden, ops.cast(logits, "float32")
+
+
+def last_token_index(padding_mask):
+    """Index of each row's last real token `(B,)`, for left or right padding."""
+    mask = ops.cast(padding_mask, "int32")
+    steps = ops.arange(ops.shape(mask)[1], dtype="int32")[None, :]  # (1, T)
+    return ops.max(ops.where(mask > 0, steps, -1), axis=1)  # (B,)
+
+
+@keras.saving.register_keras_serializable(package="kerasllm")
+class RewardModel(keras.Model):
+    """A GPT backbone with a scalar head read at the last real token.
+
+    Args:
+        backbone: a `kerasllm.models.GPT` (usually the SFT model).
+        **kwargs: `keras.Model` arguments.
+
+    Call arguments:
+        inputs: a dict with `"token_ids"` and `"padding_mask"` `(B, T)`
+            (left or right padding).
+
+    Returns:
+        float32 rewards `(B,)`.
+
+    Example:
+    ```python
+    rm = RewardModel(kerasllm.load("runs/sft/model"))
+    rm.score(["2+3="], ["5"])
+    ```
+    """
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.head = keras.layers.Dense(
+            1,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            dtype=backbone.dtype_policy,
+            name="reward_head",
+        )
+        self.head.build((None, backbone.config.hidden_dim))
+
+    def call(self, inputs, training=False):
+        mask = inputs["padding_mask"]
+        hidden, _ = backbone_forward(self.backbone, inputs["token_ids"], mask, training)
+        index = last_token_index(mask)  # (B,)
+        last = ops.take_along_axis(hidden, index[:, None, None], axis=1)[:, 0]  # (B, d)
+        return ops.cast(self.head(last)[:, 0], "float32")  # (B,)
+
+    @property
+    def tokenizer(self):
+        return self.backbone.tokenizer
+
+    def score(self, prompts, completions, batch_size=32):
+        """Rewards of `prompt + completion` texts, as a NumPy array `(N,)`."""
+        import numpy as np
+
+        tokenizer = self.backbone.tokenizer
+        context = self.backbone.config.context_length
+        rows = [
+            list(tokenizer.encode(p + c))[-context:] for p, c in zip(prompts, completions)
+        ]
+        scores = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            length = max(len(r) for r in chunk)
+            ids = np.full((len(chunk), length), int(tokenizer.pad_token_id), "int32")
+            mask = np.zeros((len(chunk), length), "int32")
+            for i, row in enumerate(chunk):
+                ids[i, : len(row)] = row
+                mask[i, : len(row)] = 1
+            scores.append(ops.convert_to_numpy(self({"token_ids": ids, "padding_mask": mask})))
+        return np.concatenate(scores)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        backbone = keras.saving.deserialize_keras_object(config.pop("backbone"))
+        return cls(backbone, **config)
+
+
+class PolicyWithValue(keras.Model):
+    """PPO's actor-critic: the policy's logits and a value per position.
+
+    The value head shares the policy's backbone (TRL's
+    `AutoModelForCausalLMWithValueHead`); it is saved with checkpoints but
+    not in the output model directory, which holds the policy alone.
+
+    Call returns `(logits (B, T, V), values (B, T))`.
+    """
+
+    def __init__(self, policy, **kwargs):
+        super().__init__(**kwargs)
+        self.policy = policy
+        self.value_head = keras.layers.Dense(
+            1, kernel_initializer="zeros", dtype=policy.dtype_policy, name="value_head"
+        )
+        self.value_head.build((None, None, policy.config.hidden_dim))
+
+    def call(self, token_ids, training=False):
+        hidden, logits = backbone_forward(self.policy, token_ids, training=training)
+        values = ops.cast(self.value_head(hidden)[..., 0], "float32")  # (B, T)
+        return logits, values

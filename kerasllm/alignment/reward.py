@@ -1,0 +1,201 @@
+"""`reward`: train a reward model on preference pairs.
+
+    kerasllm reward --config recipes/configs/alignment/reward.yaml --output runs/rm
+
+The model is the base's backbone with a scalar head (`RewardModel`), read
+at the last real token; the loss is Bradley–Terry,
+`−log σ(r_chosen − r_rejected)`, with optional reward centring. The run
+reports held-out pairwise accuracy (the share of held-out pairs whose chosen
+completion scores higher) and writes `OUTPUT/model`, which
+`load_reward_model` reads back as a scorer: `rm.score(prompts, completions)`.
+"""
+
+import math
+import pathlib
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from kerasllm.alignment import data as pref_data
+from kerasllm.alignment.config import RewardConfig
+from kerasllm.alignment.dpo import _batches, _split
+from kerasllm.alignment.heads import RewardModel
+from kerasllm.alignment.losses import bradley_terry_loss
+from kerasllm.alignment.run import (
+    MetricsLog,
+    load_policy,
+    log,
+    make_optimizer,
+    prepare_output,
+    resume_checkpoint,
+    write_run,
+)
+from kerasllm.training.callbacks import NonFiniteGuard, StepCheckpoint
+
+METRICS = ("loss", "accuracy", "reward_chosen", "reward_rejected", "margin")
+
+
+class RewardObjective(keras.Model):
+    """A `RewardModel` with the Bradley–Terry loss as `compute_loss`.
+
+    Inputs: `chosen_ids`, `chosen_mask`, `rejected_ids`, `rejected_mask`
+    `(B, L)`; `call` returns `(B, 2)` rewards (chosen, rejected).
+    """
+
+    def __init__(self, reward_model, center_coefficient=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.reward_model = reward_model
+        self.center_coefficient = center_coefficient
+        self.trackers = [keras.metrics.Mean(name=name) for name in METRICS]
+
+    @property
+    def metrics(self):
+        return list(self.trackers)
+
+    def call(self, inputs, training=False):
+        ids = ops.concatenate([inputs["chosen_ids"], inputs["rejected_ids"]], axis=0)
+        mask = ops.concatenate([inputs["chosen_mask"], inputs["rejected_mask"]], axis=0)
+        rewards = self.reward_model({"token_ids": ids, "padding_mask": mask}, training=training)
+        return ops.stack(ops.split(rewards, 2), axis=1)  # (B, 2)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        chosen, rejected = y_pred[:, 0], y_pred[:, 1]
+        loss = bradley_terry_loss(chosen, rejected, center_coefficient=self.center_coefficient)
+        values = (
+            loss,
+            ops.mean(ops.cast(chosen > rejected, "float32")),
+            ops.mean(chosen),
+            ops.mean(rejected),
+            ops.mean(chosen - rejected),
+        )
+        for tracker, value in zip(self.trackers, values):
+            tracker.update_state(value)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return self.get_metrics_result()
+
+
+def pair_arrays(pairs, tokenizer, max_length):
+    """Right-padded `chosen_ids/mask`, `rejected_ids/mask` of whole sequences."""
+    encoded = pref_data.encode_pairs(pairs, tokenizer, max_length)
+    arrays = {}
+    for key in ("chosen", "rejected"):
+        ids, labels = getattr(encoded, f"{key}_ids"), getattr(encoded, f"{key}_labels")
+        # Input ids plus the last label make the whole sequence.
+        lengths = np.max(np.where(labels != pref_data.IGNORE_INDEX, np.arange(labels.shape[1]), -1), axis=1) + 1
+        full = np.concatenate([ids, np.full((len(ids), 1), int(tokenizer.pad_token_id), "int32")], 1)
+        full[np.arange(len(ids)), lengths] = labels[np.arange(len(ids)), lengths - 1]
+        mask = (np.arange(full.shape[1])[None] <= lengths[:, None]).astype("int32")
+        arrays[f"{key}_ids"], arrays[f"{key}_mask"] = full, mask
+    return arrays, encoded.truncated
+
+
+def load_reward_model(path):
+    """A trained `RewardModel` from its directory, with its tokenizer attached."""
+    import kerasllm
+
+    model = kerasllm.load(path)
+    if not isinstance(model, RewardModel):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a RewardModel.")
+    from kerasllm import tokenizers
+
+    model.backbone.tokenizer = tokenizers.load(pathlib.Path(path) / "tokenizer")
+    return model
+
+
+def reward(config, output, *, overrides=None, resume=False, overwrite=False, callbacks=None, verbose="auto"):
+    """Trains a reward model; writes `OUTPUT/model`.
+
+    Returns:
+        A dict: `output`, `model_dir`, `step`, `seconds`, `pairs`, and the
+        held-out `eval` metrics (`accuracy`: pairwise accuracy, `margin`,
+        `loss`) before and after training.
+
+    Example:
+    ```python
+    from kerasllm.alignment.reward import reward, load_reward_model
+    result = reward("recipes/configs/alignment/reward.yaml", "runs/rm")
+    rm = load_reward_model(result["model_dir"])
+    rm.score(["2+3="], ["5"])
+    ```
+    """
+    started = time.perf_counter()
+    output = pathlib.Path(output)
+    config = prepare_output(output, RewardConfig, config, overrides, resume=resume, overwrite=overwrite)
+    keras.utils.set_random_seed(config.seed)
+    write_run(output, config, "running", method="reward")
+    backbone = load_policy(config)
+    tokenizer = backbone.tokenizer
+    max_length = min(config.max_length, backbone.config.context_length - 1)
+    report = pref_data.LoadReport()
+    pairs = pref_data.load_preferences(config.data, config.skip_bad_lines, report)
+    if config.eval_data:
+        train_pairs, eval_pairs = pairs, pref_data.load_preferences(config.eval_data)
+    else:
+        train_pairs, eval_pairs = _split(pairs, config.eval_fraction, config.seed)
+    train_arrays, truncated = pair_arrays(train_pairs, tokenizer, max_length)
+    eval_arrays = pair_arrays(eval_pairs, tokenizer, max_length)[0] if eval_pairs else None
+
+    model = RewardModel(backbone, dtype=backbone.dtype_policy)
+    objective = RewardObjective(model, config.center_coefficient)
+    objective.compile(optimizer=make_optimizer(config))
+
+    def evaluate():
+        if not eval_arrays:
+            return {}
+        metrics = objective.evaluate(eval_arrays, batch_size=config.batch_size, verbose=0, return_dict=True)
+        return {k: round(float(v), 5) for k, v in metrics.items()}
+
+    before = evaluate()
+    start_step = resume_checkpoint(objective, output, resume)
+    epoch_steps = math.gcd(config.log_every, config.checkpoint_every, config.steps)
+    guard = NonFiniteGuard()
+    log(
+        f"Reward model on {len(train_pairs)} pairs ({len(eval_pairs)} held out, {truncated} "
+        f"truncated, {len(report.skipped)} bad lines skipped), steps {start_step}..{config.steps}.",
+        "reward",
+    )
+    if start_step < config.steps:
+        objective.fit(
+            _batches(train_arrays, config.batch_size, config.seed, start_step),
+            steps_per_epoch=epoch_steps,
+            epochs=config.steps // epoch_steps,
+            initial_epoch=start_step // epoch_steps,
+            callbacks=[
+                guard,
+                MetricsLog(output, "kerasllm reward", METRICS, start_step=start_step),
+                StepCheckpoint(output / "checkpoints", every=config.checkpoint_every, keep=config.keep_checkpoints),
+                *(callbacks or []),
+            ],
+            verbose=verbose,
+        )
+    if guard.diverged_at is not None:
+        from kerasllm.training import TrainingDiverged
+
+        write_run(output, config, "diverged", step=guard.diverged_at, method="reward")
+        raise TrainingDiverged(guard.message)
+    after = evaluate()
+    step = int(ops.convert_to_numpy(objective.optimizer.iterations))
+    result = {
+        "output": str(output),
+        "step": step,
+        "pairs": {"train": len(train_pairs), "eval": len(eval_pairs), "truncated": truncated,
+                  "skipped": len(report.skipped)},  # fmt: skip
+        "eval_before": before,
+        "eval": after,
+    }
+    import kerasllm
+
+    model_dir = output / "model"
+    metadata = {**(backbone.metadata or {}), "reward_config": config.to_dict(), "reward_result": result}
+    kerasllm.save(model, model_dir, tokenizer=tokenizer, metadata=metadata, overwrite=True)
+    result["model_dir"] = str(model_dir)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_run(output, config, "complete", step=step, result=result, method="reward")
+    if after:
+        log(f"Done: held-out pairwise accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}. "
+            f"Model: {model_dir}", "reward")  # fmt: skip
+    return result
