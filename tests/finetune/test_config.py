@@ -1,0 +1,48 @@
+"""`FinetuneConfig`: the shipped recipes, comments on every key, and the errors."""
+
+import pathlib
+
+import pytest
+
+from kerasllm.finetune import FinetuneConfig
+from kerasllm.training import ConfigError
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "configs" / "finetune"
+
+
+def test_the_three_recipes_exist_and_parse():
+    configs = {p.stem: FinetuneConfig.from_yaml(p) for p in CONFIGS.glob("*.yaml")}
+    assert {"sft", "partial", "lora"} <= set(configs)
+    assert [configs[n].method for n in ("sft", "partial", "lora")] == ["full", "partial", "lora"]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_key_has_a_comment(path):
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert "#" in line, f"{path.name}: no comment on {line.strip()!r}"
+
+
+def test_overrides_reach_into_lora():
+    config = FinetuneConfig.from_yaml(CONFIGS / "lora.yaml", {"lora.rank": 4, "steps": 70})
+    assert config.lora["rank"] == 4 and config.lora["alpha"] == 16 and config.steps == 70
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"base": "m", "data": "d.jsonl", "learning_rat": 1.0}, "learning_rate"),
+        ({"base": "m"}, "exactly one of data"),
+        ({"base": "m", "data": "d", "tasks": ["add"]}, "exactly one of data"),
+        ({"base": "m", "tasks": ["multiply"]}, "Unknown task"),
+        ({"base": "m", "data": "d", "method": "partial"}, "trainable_blocks"),
+        ({"base": "m", "data": "d", "method": "qlora"}, "method must be one of"),
+        ({"base": "m", "data": "d", "lora": {"rnk": 4}}, "Unknown lora key"),
+        ({"base": "m", "data": "d", "steps": "10"}, "steps must be int"),
+        ({"base": "m", "data": "d", "format": "classification"}, "num_classes"),
+        ({"data": "d"}, "base"),
+    ],
+)
+def test_errors_say_what_was_received(values, match):
+    with pytest.raises(ConfigError, match=match):
+        FinetuneConfig.from_dict(values)
