@@ -26,7 +26,13 @@ def _constellation(path):
     Constellation.from_yaml(path, calibrate=False)
 
 
-VALIDATORS = {"pretrain": _pretrain, "constellation": _constellation}
+def _finetune(path):
+    from kerasllm.finetune import FinetuneConfig
+
+    return FinetuneConfig.from_yaml(path)
+
+
+VALIDATORS = {"pretrain": _pretrain, "constellation": _constellation, "finetune": _finetune}
 ALL = sorted(CONFIGS.rglob("*.yaml")) + sorted(CONFIGS.rglob("*.yml"))
 
 
