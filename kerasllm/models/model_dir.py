@@ -108,13 +108,39 @@ def read_metadata(path):
     return meta
 
 
-def load_model_dir(path, *, compile=False):
-    """Loads a model directory with `safe_mode=True`; see `kerasllm.load`."""
-    import kerasllm.layers  # noqa: F401  (registers the serializable classes)
-    import kerasllm.models  # noqa: F401
-    import kerasllm.training  # noqa: F401  (custom losses/optimizers if compiled)
+def resolve_model_dir(path):
+    """The model directory that `path` names: `path` itself, or the one in it.
 
+    A run directory (`runs/x`) keeps its model in a subdirectory
+    (`runs/x/model`) beside checkpoints and logs; given the run directory,
+    this returns that model directory when it holds exactly one. With
+    several, the error names them.
+
+    Returns:
+        A `pathlib.Path` (`path` unchanged when it is a model directory or
+        holds none; `read_metadata` then says what is missing).
+    """
     path = pathlib.Path(path)
+    if not path.is_dir() or (path / METADATA_FILE).is_file():
+        return path
+    found = sorted(
+        child for child in path.iterdir()
+        if (child / METADATA_FILE).is_file() and (child / MODEL_FILE).is_file()
+    )
+    if len(found) > 1:
+        raise FileNotFoundError(
+            f"{path} is not a kerasllm model directory and holds {len(found)}: "
+            + ", ".join(str(child) for child in found) + ". Pass one of them."
+        )
+    return found[0] if found else path
+
+
+def load_model_dir(path, *, compile=False):
+    """Loads a model directory with `safe_mode=True`; see `kerasllm.load`.
+
+    The classes are registered by `import kerasllm` (the root package).
+    """
+    path = resolve_model_dir(path)
     meta = read_metadata(path)
     model = keras.saving.load_model(path / MODEL_FILE, compile=compile, safe_mode=True)
     if meta.get("tokenizer"):

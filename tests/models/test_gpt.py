@@ -238,8 +238,20 @@ def test_model_dir_is_atomic_and_refuses_overwrite(tmp_path):
         kerasllm.save(model, path)
     kerasllm.save(model, path, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp dirs left
+
+
+def test_a_run_directory_loads_its_one_model(tmp_path):
+    """`runs/x` stands for `runs/x/model`; with two models the error names both."""
+    model = GPT(GPTConfig(**SMALL))
+    kerasllm.save(model, tmp_path / "run" / "model")
+    (tmp_path / "run" / "checkpoints").mkdir()
+    assert kerasllm.load(tmp_path / "run").config == model.config
+    kerasllm.save(model, tmp_path / "run" / "best")
+    with pytest.raises(FileNotFoundError, match=r"holds 2: .*best, .*model\. Pass one"):
+        kerasllm.load(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="not a kerasllm model directory"):
-        kerasllm.load(tmp_path)
+        kerasllm.load(tmp_path / "empty")
 
 
 def test_keras_hub_gpt2_weights_give_equal_logits():
