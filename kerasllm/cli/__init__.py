@@ -36,8 +36,11 @@ COMMAND_GROUPS = [
     "train",
     "finetune",
     "tasks",
+    "alignment",
     "export",
     "generate",
+    "serve",
+    "feedback",
     "lora",
     "route",
 ]

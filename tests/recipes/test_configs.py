@@ -32,7 +32,17 @@ def _finetune(path):
     return FinetuneConfig.from_yaml(path)
 
 
-VALIDATORS = {"pretrain": _pretrain, "constellation": _constellation, "finetune": _finetune}
+def _alignment(path):
+    from kerasllm.alignment import DPOConfig, GRPOConfig, PPOConfig, RewardConfig
+
+    by_method = {"dpo": DPOConfig, "reward": RewardConfig, "grpo": GRPOConfig, "ppo": PPOConfig}
+    return by_method[path.stem.split("-")[0]].from_yaml(path)
+
+
+VALIDATORS = {
+    "pretrain": _pretrain, "constellation": _constellation, "finetune": _finetune,
+    "alignment": _alignment,
+}
 ALL = sorted(CONFIGS.rglob("*.yaml")) + sorted(CONFIGS.rglob("*.yml"))
 
 
