@@ -51,8 +51,54 @@ def python_stdlib_files(split="train"):
     return files
 
 
+# The Japanese HTML documentation of Debian packages: where each installs it.
+DEBIAN_DOC_JA = {
+    "debian-reference-ja": "/usr/share/debian-reference/*.ja.html",
+    "debian-faq-ja": "/usr/share/doc/debian/FAQ/ja/*.ja.html",
+    "maint-guide-ja": "/usr/share/doc/maint-guide-ja/html/*.ja.html",
+    "developers-reference-ja": "/usr/share/developers-reference/ja/*.html",
+}
+
+
+def debian_doc_ja_files(split="train"):
+    """The Japanese HTML pages of Debian's documentation packages in a split.
+
+    The pages of whichever of `DEBIAN_DOC_JA`'s packages are installed, split
+    by file like `python-stdlib` (a hash of `package/page.html`). About 4.7 MB
+    of HTML in 55 pages, 1 MB of text once extracted: prose in Japanese with
+    commands, configuration files and some untranslated English.
+
+    Args:
+        split: `"train"`, `"val"`, `"test"` or `"all"`. Defaults to `"train"`.
+
+    Returns:
+        A sorted list of absolute file paths.
+
+    Raises:
+        FileNotFoundError: none of the packages is installed; the message
+            gives the apt-get command that installs them.
+    """
+    import glob
+
+    _check_split(split)
+    files = []
+    for package, pattern in DEBIAN_DOC_JA.items():
+        for path in sorted(glob.glob(pattern)):
+            key = f"{package}/{os.path.basename(path)}"
+            if split == "all" or split_of(key) == split:
+                files.append(path)
+    if not files and not any(glob.glob(pattern) for pattern in DEBIAN_DOC_JA.values()):
+        raise FileNotFoundError(
+            "The built-in corpus 'debian-doc-ja' is read from the Japanese "
+            "documentation that Debian packages install, and none is installed. "
+            f"Install it with: sudo apt-get install -y {' '.join(DEBIAN_DOC_JA)}"
+        )
+    return files
+
+
 BUILTIN_CORPORA = {
     "python-stdlib": python_stdlib_files,
+    "debian-doc-ja": debian_doc_ja_files,
 }
 
 
@@ -90,7 +136,10 @@ def builtin_corpus_version(name):
     """A string that changes when the built-in corpus's content may change."""
     if name == "python-stdlib":
         return f"python-{sys.version.split()[0]}"
-    return "1"
+    files = builtin_corpus_files(name, "all")
+    # The installed package versions decide the content: their files' sizes
+    # and modification times stand for them.
+    return [[path, os.path.getsize(path), os.stat(path).st_mtime_ns] for path in files]
 
 
 def is_builtin(spec):

@@ -91,3 +91,34 @@ def test_corpus_documents_of_paths_split_by_document(tmp_path):
         corpus_documents("python-stdlib", pattern="*.py")
     with pytest.raises(FileNotFoundError):
         corpus_documents(str(tmp_path / "missing.txt"))
+
+
+_DEBIAN_DOC_JA_INSTALLED = any(
+    __import__("glob").glob(pattern)
+    for pattern in __import__("kerasllm.data.builtin", fromlist=["x"]).DEBIAN_DOC_JA.values()
+)
+
+
+@pytest.mark.skipif(
+    not _DEBIAN_DOC_JA_INSTALLED,
+    reason="needs the Debian packages debian-reference-ja, debian-faq-ja, "
+    "maint-guide-ja, developers-reference-ja (tools/system-packages.txt)",
+)
+def test_debian_doc_ja_is_japanese_text_split_by_page():
+    splits = {s: builtin_corpus_files("debian-doc-ja", s) for s in ("train", "val", "test")}
+    everything = builtin_corpus_files("debian-doc-ja", "all")
+    assert sorted(sum(splits.values(), [])) == sorted(everything)
+    assert splits["val"] and len(splits["train"]) > 10 * len(splits["val"])
+    val = list(builtin_corpus("debian-doc-ja", "val"))
+    text = "\n".join(val)
+    assert "<p>" not in text and "</div>" not in text and sum(0x3040 <= ord(c) <= 0x30FF for c in text) > 1000
+
+
+def test_debian_doc_ja_absent_says_which_packages_to_install(monkeypatch):
+    from kerasllm.data import builtin
+
+    monkeypatch.setattr(builtin, "DEBIAN_DOC_JA", {"debian-reference-ja": "/nonexistent/*.html",
+                                                   "maint-guide-ja": "/nonexistent/*.html"})
+    with pytest.raises(FileNotFoundError,
+                       match="sudo apt-get install -y debian-reference-ja maint-guide-ja"):
+        list(corpus_documents("debian-doc-ja", split="train"))
