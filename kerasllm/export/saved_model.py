@@ -3,6 +3,7 @@
     saved_models/NAME/VERSION/
       saved_model.pb, variables/, assets/      the ServingModule's signatures
       assets.extra/tf_serving_warmup_requests  replayed by TF Serving at load
+      assets.extra/kerasllm_export.json        marks a version kerasllm wrote
 
 The version is built in a hidden staging directory beside it
 (`NAME/.VERSION.tmp-*`, a name TF Serving's version scan ignores: versions are
@@ -17,12 +18,15 @@ Usage:
         -e MODEL_NAME=tiny tensorflow/serving
 """
 
+import json
 import pathlib
 import re
 
 from kerasllm.export.backend_check import require_tensorflow_backend
 
 DEFAULT_BASE_DIR = "saved_models"
+# Only a version holding this file is replaced by `overwrite=True`.
+EXPORT_MARKER = "assets.extra/kerasllm_export.json"
 
 
 def next_version(model_dir):
@@ -107,7 +111,7 @@ def export_saved_model(
     from kerasllm.export.op_allowlist import check_saved_model_ops
     from kerasllm.export.serving_module import ServingModule
     from kerasllm.export.warmup import warmup_requests, write_warmup_file
-    from kerasllm.tokenizers.files import atomic_directory
+    from kerasllm.data.atomic import atomic_directory, check_output_directory
 
     _check_name(name)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
@@ -128,15 +132,19 @@ def export_saved_model(
             f"{path} already exists. Export a new version (leave version unset "
             "for the next one) or pass overwrite=True."
         )
+    # Even with overwrite, only a version kerasllm exported is replaced.
+    check_output_directory(path, overwrite=overwrite, marker=EXPORT_MARKER, what="version")
     module = ServingModule(model, tokenizer, max_new_tokens=max_new_tokens)
-    with atomic_directory(path) as staging:
-        # mkdtemp makes the staging directory private (0700); a server that
-        # runs as another user must be able to read the version.
-        staging.chmod(0o755)
+    with atomic_directory(path, overwrite=overwrite, marker=EXPORT_MARKER) as staging:
         tf.saved_model.save(module, str(staging), signatures=module.signatures())
         ops = check_saved_model_ops(staging)
         write_warmup_file(staging, name, tokenizer.end_token_id)
         _run_warmup(staging, warmup_requests(tokenizer.end_token_id))
+        (staging / EXPORT_MARKER).parent.mkdir(exist_ok=True)
+        (staging / EXPORT_MARKER).write_text(
+            json.dumps({"format": "kerasllm-saved-model", "name": name, "version": version})
+            + "\n"
+        )
     return {
         "path": str(path),
         "name": name,

@@ -13,14 +13,16 @@ model where a reader (or a server) would pick it up.
 """
 
 import json
-import os
 import pathlib
-import shutil
-import tempfile
+import zipfile
 
 import keras
 
-from kerasllm.data.atomic import atomic_write_json
+from kerasllm.data.atomic import (
+    atomic_directory,
+    atomic_write_json,
+    check_output_directory,
+)
 from kerasllm.version import __version__
 
 MODEL_FILE = "model.keras"
@@ -40,24 +42,21 @@ def save_model_dir(model, path, *, tokenizer=None, metadata=None, overwrite=Fals
             `model.tokenizer`.
         metadata: JSON-serializable training metadata, stored under
             `"metadata"` in `kerasllm.json`.
-        overwrite: replace an existing directory. Defaults to `False`.
+        overwrite: replace an existing model directory (one holding
+            `kerasllm.json`; never a directory of other files). Defaults to
+            `False`.
 
     Returns:
         The directory as a `pathlib.Path`.
     """
     path = pathlib.Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists; pass overwrite=True to replace it."
-        )
+    check_output_directory(path, overwrite=overwrite, marker=METADATA_FILE, what="model")
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    config = getattr(model, "config", None)
+    with atomic_directory(path, overwrite=overwrite, marker=METADATA_FILE) as staging:
         model.save(staging / MODEL_FILE)
         if tokenizer is not None:
             tokenizer.save(staging / TOKENIZER_DIR)
-        config = getattr(model, "config", None)
         atomic_write_json(
             staging / METADATA_FILE,
             {
@@ -67,23 +66,12 @@ def save_model_dir(model, path, *, tokenizer=None, metadata=None, overwrite=Fals
                 "model_class": type(model).__name__,
                 "config": config.to_dict() if hasattr(config, "to_dict") else None,
                 "tokenizer": TOKENIZER_DIR if tokenizer is not None else None,
+                "tokenizer_fingerprint": getattr(tokenizer, "fingerprint", None),
                 "metadata": metadata if metadata is not None else dict(
                     getattr(model, "metadata", {}) or {}
                 ),
             },
         )
-        if path.exists():
-            # Move the old directory aside first so the swap leaves either the
-            # old or the new model in place, never neither.
-            retired = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, retired)
-            os.replace(staging, path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
 
 
@@ -98,11 +86,16 @@ def read_metadata(path):
             f"{path} is not a kerasllm model directory: expected {METADATA_FILE} "
             f"and {MODEL_FILE} in it."
         )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(
-            f"{meta_path} has format {meta.get('format')!r} version "
-            f"{meta.get('format_version')!r}; this kerasllm reads {FORMAT!r} up to "
+            f"{meta_path} is damaged: it is not valid UTF-8 JSON ({error})."
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path} has format {_get(meta, 'format')!r} version "
+            f"{_get(meta, 'format_version')!r}; this kerasllm reads {FORMAT!r} up to "
             f"version {FORMAT_VERSION}."
         )
     return meta
@@ -142,10 +135,47 @@ def load_model_dir(path, *, compile=False):
     """
     path = resolve_model_dir(path)
     meta = read_metadata(path)
-    model = keras.saving.load_model(path / MODEL_FILE, compile=compile, safe_mode=True)
+    model_file = path / MODEL_FILE
+    if not zipfile.is_zipfile(model_file):
+        raise ValueError(
+            f"{model_file} is damaged: it is {model_file.stat().st_size:,} bytes and "
+            "not a complete .keras archive (truncated or empty). Save the model again."
+        )
+    try:
+        model = keras.saving.load_model(model_file, compile=compile, safe_mode=True)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{model_file} could not be loaded: {error}") from error
     if meta.get("tokenizer"):
         from kerasllm import tokenizers
 
-        model.tokenizer = tokenizers.load(path / meta["tokenizer"])
+        tokenizer = tokenizers.load(path / meta["tokenizer"])
+        check_tokenizer(tokenizer, meta, path)
+        model.tokenizer = tokenizer
     model.metadata = meta.get("metadata") or {}
     return model
+
+
+def check_tokenizer(tokenizer, meta, path):
+    """Raise `ValueError` if `tokenizer` is not the one the model was trained with.
+
+    Compares the vocabulary size with the model's and the fingerprint with
+    the one recorded in `kerasllm.json` (directories written before the
+    fingerprint was recorded are checked by size only).
+    """
+    vocab_size = ((meta.get("config") or {}).get("vocab_size"))
+    if vocab_size is not None and tokenizer.vocabulary_size > vocab_size:
+        raise ValueError(
+            f"The tokenizer in {path} has {tokenizer.vocabulary_size} ids but the "
+            f"model has vocab_size={vocab_size}: they do not belong together."
+        )
+    expected = meta.get("tokenizer_fingerprint")
+    if expected and getattr(tokenizer, "fingerprint", expected) != expected:
+        raise ValueError(
+            f"The tokenizer in {path} is not the one the model was trained with "
+            f"(fingerprint {tokenizer.fingerprint}, expected {expected}); its ids "
+            "would mean different text. Put the original tokenizer back."
+        )
+
+
+def _get(meta, key):
+    return meta.get(key) if isinstance(meta, dict) else None

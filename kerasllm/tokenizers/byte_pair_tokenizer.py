@@ -31,7 +31,7 @@ import types
 import tensorflow as tf
 
 from kerasllm.tokenizers import files
-from kerasllm.tokenizers.tokenizer import Tokenizer
+from kerasllm.tokenizers.tokenizer import Tokenizer, fingerprint_of
 from kerasllm.tokenizers.word_splitter import class_table, segment_ids, split_words
 
 # Above any merge rank: "this pair does not merge".
@@ -78,7 +78,13 @@ def read_merges(path):
     for line in pathlib.Path(path).read_text(encoding="utf-8").split("\n"):
         if not line or line.startswith("#version"):
             continue
-        left, right = line.split(" ")
+        try:
+            left, right = line.split(" ")
+        except ValueError:
+            raise ValueError(
+                f"{path} is damaged: expected two tokens per line. Received: "
+                f"{line!r:.80}"
+            ) from None
         merges.append((left, right))
     return merges
 
@@ -161,7 +167,13 @@ class BytePairTokenizer(Tokenizer):
         self._split_pattern = metadata["split_pattern"]
         self._end_token = metadata["end_token"]
         self._pad_token = metadata["pad_token"]
-        hf = HFTokenizer.from_file(str(directory / "tokenizer.json"))
+        try:
+            hf = HFTokenizer.from_file(str(directory / "tokenizer.json"))
+        except Exception as error:  # the Rust library raises plain Exception
+            raise ValueError(
+                f"{directory / 'tokenizer.json'} is damaged or missing ({error}). "
+                "Train or copy the tokenizer again."
+            ) from None
         special_tokens = {
             token: hf.token_to_id(token) for token in metadata["special_tokens"]
         }
@@ -187,7 +199,11 @@ class BytePairTokenizer(Tokenizer):
             token_bytes=token_bytes,
             cache=cache,
         )
-        self._build_tables(vocabulary, read_merges(directory / "merges.txt"), cache)
+        merges = read_merges(directory / "merges.txt")
+        self._fingerprint = fingerprint_of(
+            "bpe", metadata, json.dumps(sorted(vocabulary.items())), json.dumps(merges)
+        )
+        self._build_tables(vocabulary, merges, cache)
         self._classes = tf.constant(class_table(metadata["split_classes"]))  # int8
 
     # ------------------------------------------------------------ tables
@@ -407,13 +423,17 @@ class BytePairTokenizer(Tokenizer):
             raise KeyError(f"No token has this id. Received: token_id={token_id}")
         return self._py.id_to_token[token_id]
 
-    def save(self, directory):
+    def save(self, directory, overwrite=False):
         """Write the tokenizer's files to `directory`, atomically.
 
         Args:
-            directory: the target directory; replaced if it exists.
+            directory: the target directory.
+            overwrite: replace an existing tokenizer directory there (never
+                other files). Defaults to `False`.
         """
-        with files.atomic_directory(directory) as staging:
+        with files.atomic_directory(
+            directory, overwrite=overwrite, marker=files.METADATA_FILE
+        ) as staging:
             self._py.hf.save(str(staging / "tokenizer.json"))
             self._py.hf.model.save(str(staging))  # vocab.json, merges.txt
             files.write_json(

@@ -7,48 +7,23 @@ kind and the special tokens; the rest depends on the kind:
     sentencepiece:  spm.model
 """
 
-import contextlib
 import json
-import os
 import pathlib
-import shutil
-import tempfile
+
+from kerasllm.data import atomic
 
 METADATA_FILE = "kerasllm_tokenizer.json"
 FORMAT_VERSION = 1
 KINDS = ("bpe", "sentencepiece")
 
 
-@contextlib.contextmanager
-def atomic_directory(directory):
-    """Yield a temporary directory that replaces `directory` on success.
+def atomic_directory(directory, *, overwrite=True, marker=None):
+    """`kerasllm.data.atomic.atomic_directory`, replacing kerasllm directories by default.
 
-    The temporary directory sits next to the target (same file system), so the
-    final `os.replace` is atomic: a reader sees the old directory or the new
-    one, never a half-written one. On error the temporary directory is removed
-    and the target is left as it was.
+    For writers that check `overwrite` themselves before calling it; a
+    foreign or special target is refused all the same.
     """
-    target = pathlib.Path(directory).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    )
-    try:
-        yield staging
-        if target.exists():
-            # A directory cannot be replaced by rename while it has files in
-            # it: move the old one aside first, then drop it.
-            old = pathlib.Path(
-                tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent)
-            )
-            os.replace(target, old / "previous")
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    return atomic.atomic_directory(directory, overwrite=overwrite, marker=marker)
 
 
 def write_json(path, obj):
@@ -59,7 +34,14 @@ def write_json(path, obj):
 
 
 def read_json(path):
-    return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    """Parse a JSON file of a tokenizer directory; a broken one is named."""
+    try:
+        return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path} is damaged: it is not valid UTF-8 JSON ({error}). Train or "
+            "copy the tokenizer again."
+        ) from None
 
 
 def read_metadata(directory):

@@ -10,7 +10,7 @@ from tensorflow_text.python.ops.sentencepiece_tokenizer import (
 )
 
 from kerasllm.tokenizers import files
-from kerasllm.tokenizers.tokenizer import Tokenizer
+from kerasllm.tokenizers.tokenizer import Tokenizer, fingerprint_of
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -53,8 +53,18 @@ class SentencePieceTokenizer(Tokenizer):
         directory = pathlib.Path(directory)
         metadata = files.read_metadata(directory)
         self._metadata = json.dumps(metadata)
-        model = (directory / "spm.model").read_bytes()
-        processor = sentencepiece.SentencePieceProcessor(model_proto=model)
+        try:
+            model = (directory / "spm.model").read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{directory} has no spm.model.") from None
+        try:
+            processor = sentencepiece.SentencePieceProcessor(model_proto=model)
+        except RuntimeError as error:
+            raise ValueError(
+                f"{directory / 'spm.model'} is damaged ({error}). Train or copy "
+                "the tokenizer again."
+            ) from None
+        self._fingerprint = fingerprint_of("sentencepiece", metadata, model)
         self._end_token = metadata["end_token"]
         self._pad_token = metadata["pad_token"]
         self._special_tokens = {
@@ -73,6 +83,7 @@ class SentencePieceTokenizer(Tokenizer):
         self._py = types.SimpleNamespace(
             processor=processor, model=model, token_bytes=token_bytes
         )
+
     def _model_handle(self):
         # The ops of `tf_text.SentencepieceTokenizer`, with the model resource
         # made inside each traced function instead of once, eagerly: an eager
@@ -137,13 +148,17 @@ class SentencePieceTokenizer(Tokenizer):
     def id_to_token(self, token_id):
         return self._py.processor.id_to_piece(self._check_id(token_id))
 
-    def save(self, directory):
+    def save(self, directory, overwrite=False):
         """Write the tokenizer's files to `directory`, atomically.
 
         Args:
-            directory: the target directory; replaced if it exists.
+            directory: the target directory.
+            overwrite: replace an existing tokenizer directory there (never
+                other files). Defaults to `False`.
         """
-        with files.atomic_directory(directory) as staging:
+        with files.atomic_directory(
+            directory, overwrite=overwrite, marker=files.METADATA_FILE
+        ) as staging:
             (staging / "spm.model").write_bytes(self._py.model)
             files.write_json(staging / files.METADATA_FILE, json.loads(self._metadata))
         return directory

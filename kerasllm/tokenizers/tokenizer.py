@@ -7,6 +7,7 @@ tensorflow-text ops. The same object has Python fast paths (`encode`,
 `encode_batch`, `decode`) that call the trainer's own library.
 """
 
+import hashlib
 import json
 
 import numpy as np
@@ -208,6 +209,15 @@ class Tokenizer(tf.Module):
         return json.loads(self._metadata)
 
     @property
+    def fingerprint(self):
+        """A hash of what decides the ids: kind, vocabulary, merges or model, specials.
+
+        Two tokenizers with the same fingerprint give the same ids for every
+        text. A model directory records it, and `kerasllm.load` checks it.
+        """
+        return self._fingerprint
+
+    @property
     def special_tokens(self):
         """A dict from special token string to its id."""
         return dict(self._special_tokens)
@@ -251,3 +261,15 @@ class Tokenizer(tf.Module):
             f"<{type(self).__name__} vocabulary_size={self.vocabulary_size} "
             f"special_tokens={len(self._special_tokens)}>"
         )
+
+
+def fingerprint_of(kind, metadata, *contents):
+    """The `fingerprint` of a tokenizer: SHA-256 over its defining contents."""
+    digest = hashlib.sha256(kind.encode())
+    defining = {key: metadata.get(key) for key in ("special_tokens", "split_pattern")}
+    digest.update(json.dumps(defining, sort_keys=True).encode())
+    for content in contents:
+        content = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        digest.update(len(content).to_bytes(8, "little"))
+        digest.update(content)
+    return "sha256:" + digest.hexdigest()[:32]

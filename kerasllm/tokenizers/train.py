@@ -8,6 +8,7 @@ here keeps the corpus in memory (SentencePiece keeps a sample of at most
 import collections
 import io
 
+from kerasllm.data import atomic
 from kerasllm.tokenizers import files
 from kerasllm.tokenizers.split_pattern import default_split_pattern
 
@@ -42,6 +43,7 @@ def train_tokenizer(
     kind="bpe",
     vocab_size,
     output_dir,
+    overwrite=False,
     special_tokens=None,
     sentencepiece_model_type="unigram",
     show_progress=True,
@@ -60,7 +62,10 @@ def train_tokenizer(
         vocab_size: the number of ids, special tokens and the 256 byte
             tokens included (at least 256 + the number of special tokens,
             + 1 for SentencePiece's `<unk>`).
-        output_dir: where to write the tokenizer files (replaced atomically).
+        output_dir: where to write the tokenizer files (a new directory,
+            written beside and renamed into place when complete).
+        overwrite: replace an existing tokenizer directory at `output_dir`
+            (never a directory of other files). Defaults to `False`.
         special_tokens: the special tokens, in id order, or `None` for
             `DEFAULT_SPECIAL_TOKENS` (`<|endoftext|>`, `<|pad|>`,
             `<|im_start|>`, `<|im_end|>`). `<|endoftext|>` is added first if
@@ -104,7 +109,13 @@ def train_tokenizer(
             "documents must be an iterable of str, not one str. "
             f"Received: {documents!r:.80}"
         )
-    with files.atomic_directory(output_dir) as staging:
+    # Refuse an existing output before reading the corpus.
+    atomic.check_output_directory(
+        output_dir, overwrite=overwrite, marker=files.METADATA_FILE, what="tokenizer"
+    )
+    with files.atomic_directory(
+        output_dir, overwrite=overwrite, marker=files.METADATA_FILE
+    ) as staging:
         if kind == "bpe":
             _train_bpe(documents, vocab_size, special_tokens, staging, show_progress)
         else:

@@ -1,15 +1,19 @@
 """Training: losses, optimizers and schedules (keras.ops only), and the
-pretraining run built on them: config, callbacks, evaluation, distribution.
+pretraining run built on them: config, callbacks, evaluation, distribution,
+and `RunDirectory`, the run machinery every trainer shares.
 """
 
 from kerasllm.training.callbacks import (
+    CheckpointError,
     NonFiniteGuard,
     StepCheckpoint,
+    StepTensorBoard,
     TrainingDiverged,
     TrainingLog,
     list_checkpoints,
     plot_loss_curve,
     restore_checkpoint,
+    verify_checkpoint,
     write_checkpoint,
 )
 from kerasllm.training.config import ConfigError, PretrainConfig
@@ -26,17 +30,21 @@ from kerasllm.training.losses import (
     masked_sparse_categorical_crossentropy,
 )
 from kerasllm.training.optimizers import AdamW, create_optimizer, warmup_cosine_schedule
-from kerasllm.training.pretrain import OutputDirectoryError, pretrain
+from kerasllm.training.pretrain import pretrain
+from kerasllm.training.run_directory import OutputDirectoryError, RunDirectory
 
 __all__ = [
     "IGNORE_INDEX",
     "AdamW",
+    "CheckpointError",
     "ConfigError",
     "LanguageModelLoss",
     "NonFiniteGuard",
     "OutputDirectoryError",
     "PretrainConfig",
+    "RunDirectory",
     "StepCheckpoint",
+    "StepTensorBoard",
     "TrainingDiverged",
     "TrainingLog",
     "create_optimizer",
@@ -50,6 +58,7 @@ __all__ = [
     "restore_checkpoint",
     "unigram_bits",
     "unigram_counts",
+    "verify_checkpoint",
     "warmup_cosine_schedule",
     "write_checkpoint",
 ]

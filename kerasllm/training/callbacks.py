@@ -1,11 +1,13 @@
-"""Callbacks of a pretraining run: checkpoints, the CSV log and loss curve,
-and the NaN/Inf guard. Each works in any `model.fit`.
+"""Callbacks of a training run: checkpoints, the CSV log and loss curve,
+TensorBoard on optimizer steps, and the NaN/Inf guard. Each works in any
+`model.fit`; `RunDirectory.callbacks` puts them together.
 
 Steps here are optimizer steps (`model.optimizer.iterations`): with gradient
 accumulation, one step is several `fit` batches.
 """
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -14,6 +16,8 @@ import shutil
 import time
 
 import keras
+
+from kerasllm.data.atomic import write_errors
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d{8})$")
 WEIGHTS_FILE = "checkpoint.weights.h5"
@@ -35,12 +39,17 @@ def _perplexity(loss):
 # ---------------------------------------------------------------- checkpoints
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint is damaged or cannot be loaded into the model."""
+
+
 def list_checkpoints(directory):
     """The complete checkpoints in `directory`, oldest first, as `(step, path)`.
 
     A checkpoint is `step-XXXXXXXX/` holding the weights (model and optimizer)
     and `state.json`; it is assembled under a hidden temporary name and renamed
-    into place, so a directory with the right name is always complete.
+    into place, so a directory with the right name was complete when written
+    (`verify_checkpoint` checks it is still intact).
     """
     if not os.path.isdir(directory):
         return []
@@ -56,6 +65,9 @@ def list_checkpoints(directory):
 def write_checkpoint(model, directory, step, state=None):
     """Save model and optimizer state as `directory/step-XXXXXXXX/`, atomically.
 
+    `state.json` records the size and SHA-256 of the weights file, which
+    `verify_checkpoint` checks before a resume.
+
     Args:
         model: a compiled Keras model (its optimizer state is saved too).
         directory: the checkpoints directory.
@@ -64,24 +76,65 @@ def write_checkpoint(model, directory, step, state=None):
 
     Returns:
         The checkpoint path.
+
+    Raises:
+        OutputWriteError: the disk is full or read-only; the previous
+            checkpoints are kept and nothing half-written is left.
     """
     final = os.path.join(directory, f"step-{step:08d}")
     staging = os.path.join(directory, f".tmp-step-{step:08d}-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
     try:
-        model.save_weights(os.path.join(staging, WEIGHTS_FILE))
-        with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
-            json.dump({"step": step, **(state or {})}, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        with write_errors(directory):
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+            weights = os.path.join(staging, WEIGHTS_FILE)
+            try:
+                model.save_weights(weights)
+            except OSError as error:
+                if error.errno is None and "errno = 28" in str(error):
+                    # h5py reports a full disk without setting errno.
+                    error.errno = 28
+                raise
+            files = {WEIGHTS_FILE: _file_digest(weights)}
+            with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
+                json.dump(
+                    {"step": step, **(state or {}), "files": files}, f, indent=2, sort_keys=True
+                )
+                f.flush()
+                os.fsync(f.fileno())
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def verify_checkpoint(path):
+    """Raise `CheckpointError` unless the checkpoint's files match `state.json`.
+
+    Checkpoints written before sizes and checksums were recorded pass (their
+    weights are checked when loaded).
+    """
+    try:
+        with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{STATE_FILE} cannot be read ({error}).") from None
+    for name, expected in (state.get("files") or {}).items():
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            raise CheckpointError(f"{name} is missing.")
+        size = os.path.getsize(file)
+        if size != expected["size"]:
+            raise CheckpointError(
+                f"{name} is {size:,} bytes, but {expected['size']:,} were written "
+                "(truncated or damaged)."
+            )
+        if _file_digest(file)["sha256"] != expected["sha256"]:
+            raise CheckpointError(f"{name} does not match its recorded SHA-256 (damaged).")
+    return state
 
 
 def restore_checkpoint(model, path):
@@ -92,12 +145,27 @@ def restore_checkpoint(model, path):
 
     Returns:
         The checkpoint's state dict (with `"step"`).
+
+    Raises:
+        CheckpointError: the weights cannot be read or do not fit the model.
     """
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    model.load_weights(os.path.join(path, WEIGHTS_FILE))
-    with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        model.load_weights(os.path.join(path, WEIGHTS_FILE))
+        with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"its weights cannot be loaded ({first_line}).") from None
+
+
+def _file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": os.path.getsize(path), "sha256": digest.hexdigest()}
 
 
 class StepCheckpoint(keras.callbacks.Callback):
@@ -216,10 +284,19 @@ class TrainingLog(keras.callbacks.Callback):
         val_bytes_per_token: UTF-8 bytes per token of the validation text,
             to convert the validation loss to bits per byte. Defaults to
             `None` (no `val_bits_per_byte`).
+        title: the loss curve's title. Defaults to `"kerasllm pretraining"`.
     """
 
-    def __init__(self, csv_path, plot_path=None, tokens_per_step=0, val_bytes_per_token=None):
+    def __init__(
+        self,
+        csv_path,
+        plot_path=None,
+        tokens_per_step=0,
+        val_bytes_per_token=None,
+        title="kerasllm pretraining",
+    ):
         super().__init__()
+        self.title = title
         self.csv_path = os.fspath(csv_path)
         self.plot_path = plot_path and os.fspath(plot_path)
         self.tokens_per_step = tokens_per_step
@@ -231,11 +308,12 @@ class TrainingLog(keras.callbacks.Callback):
         rows = [r for r in read_log(self.csv_path) if int(r["step"]) <= step]
         seconds = float(rows[-1]["seconds"]) if rows else 0.0
         self._start = time.perf_counter() - seconds
-        os.makedirs(os.path.dirname(self.csv_path) or ".", exist_ok=True)
-        with open(self.csv_path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, LOG_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        with write_errors(self.csv_path):
+            os.makedirs(os.path.dirname(self.csv_path) or ".", exist_ok=True)
+            with open(self.csv_path, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, LOG_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -256,8 +334,9 @@ class TrainingLog(keras.callbacks.Callback):
         for key in ("loss", "perplexity", "val_loss", "val_perplexity", "val_bits_per_byte"):
             if key in logs:
                 row[key] = f"{float(logs[key]):.6g}"
-        with open(self.csv_path, "a", newline="", encoding="utf-8") as f:
-            csv.DictWriter(f, LOG_COLUMNS).writerow(row)
+        with write_errors(self.csv_path):
+            with open(self.csv_path, "a", newline="", encoding="utf-8") as f:
+                csv.DictWriter(f, LOG_COLUMNS).writerow(row)
         if "val_loss" in logs:
             self.plot()
 
@@ -266,7 +345,7 @@ class TrainingLog(keras.callbacks.Callback):
 
     def plot(self):
         if self.plot_path:
-            plot_loss_curve(self.csv_path, self.plot_path)
+            plot_loss_curve(self.csv_path, self.plot_path, title=self.title)
 
 
 def _learning_rate(optimizer):
@@ -282,7 +361,7 @@ def read_log(csv_path):
         return [row for row in csv.DictReader(f) if row.get("step")]
 
 
-def plot_loss_curve(csv_path, plot_path):
+def plot_loss_curve(csv_path, plot_path, title="kerasllm pretraining"):
     """Draw train and validation loss against step from a `TrainingLog` CSV.
 
     Written with matplotlib's Agg backend (no display needed), atomically.
@@ -304,12 +383,33 @@ def plot_loss_curve(csv_path, plot_path):
             axis.plot(steps, values, style, label=label, markersize=3)
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("loss (nats / token)")
-    axis.set_title("kerasllm pretraining")
+    axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
     root, extension = os.path.splitext(plot_path)
     staging = f"{root}.tmp-{os.getpid()}{extension}"
-    figure.savefig(staging)
-    plt.close(figure)
-    os.replace(staging, plot_path)
+    try:
+        with write_errors(plot_path):
+            figure.savefig(staging)
+            os.replace(staging, plot_path)
+    finally:
+        plt.close(figure)
+        if os.path.exists(staging):
+            os.remove(staging)
+
+
+# ---------------------------------------------------------------- TensorBoard
+
+
+class StepTensorBoard(keras.callbacks.TensorBoard):
+    """`keras.callbacks.TensorBoard` with optimizer steps on the x-axis.
+
+    Keras writes a point per epoch at the epoch index; in a run whose
+    "epochs" are logging intervals that index means nothing to the reader,
+    and differs from `log.csv` and `loss.png`. This writes each point at
+    `model.optimizer.iterations` instead. Same arguments as the Keras class.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(_step(self.model), logs)

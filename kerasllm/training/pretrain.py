@@ -4,10 +4,11 @@ One function does the whole run; `kerasllm pretrain` and
 `recipes/pretrain.py` call it. A run directory ends up as:
 
     OUTPUT/
-      run.json          the config, status, last step (which run this is)
+      run.json          config, status (running/complete/failed/...), step, result
       tokenizer/        the tokenizer (trained here, unless config.tokenizer)
       cache/            tokenized train/val splits (unless config.cache_dir)
-      checkpoints/      step-XXXXXXXX/ (weights + optimizer + data position)
+      checkpoints/      step-XXXXXXXX/ (weights + optimizer + data position,
+                        with the weights' size and SHA-256)
       log.csv           step, loss, val_loss, perplexity, bits-per-byte, lr
       loss.png          train and validation loss curve
       tensorboard/      TensorBoard logs
@@ -15,42 +16,34 @@ One function does the whole run; `kerasllm pretrain` and
 
 Training is Keras `fit` with "epochs" of `gcd(log_every, eval_every,
 checkpoint_every, steps)` optimizer steps, so the progress bar, validation,
-TensorBoard and any callbacks of your own work as usual.
+TensorBoard and any callbacks of your own work as usual. The run directory,
+its status file, callbacks and resume are `RunDirectory`'s
+(`kerasllm.training.run_directory`), shared with the other trainers.
 """
 
-import json
+import contextlib
+import dataclasses
 import math
 import os
 import pathlib
-import shutil
 import sys
 import time
 
 import keras
 import numpy as np
 
-from kerasllm.training.callbacks import (
-    NonFiniteGuard,
-    StepCheckpoint,
-    TrainingDiverged,
-    TrainingLog,
-    list_checkpoints,
-    restore_checkpoint,
-)
 from kerasllm.training.config import ConfigError, PretrainConfig
 from kerasllm.training.distribution import distribution_scope
 from kerasllm.training.evaluation import language_model_metrics, unigram_counts
 from kerasllm.training.losses import LanguageModelLoss
 from kerasllm.training.optimizers import create_optimizer
+from kerasllm.training.run_directory import RUN_FILE, OutputDirectoryError, RunDirectory
 
-RUN_FILE = "run.json"
 # Keys that may change when a run is resumed: they do not change what has
-# been computed so far.
-RESUMABLE_CHANGES = ("steps", "eval_batches", "keep_checkpoints", "cache_dir")
+# been computed so far. (A changed decay_steps changes the rate from then on.)
+RESUMABLE_CHANGES = ("steps", "decay_steps", "eval_batches", "keep_checkpoints", "cache_dir")
 
-
-class OutputDirectoryError(ValueError):
-    """The output directory holds something that this run must not overwrite."""
+__all__ = ["RESUMABLE_CHANGES", "RUN_FILE", "OutputDirectoryError", "pretrain"]
 
 
 def pretrain(
@@ -84,7 +77,11 @@ def pretrain(
             (weights, optimizer state, step and data position). Only the
             keys in `RESUMABLE_CHANGES` may differ from the saved config.
             Defaults to `False`.
-        overwrite: delete `output` first and start over. Defaults to `False`.
+        overwrite: start over in `output`, replacing the run there (never a
+            directory of other files). The inputs are checked first, and the
+            old run is deleted only when the new one completes (it is put
+            back if the new one fails before its first checkpoint).
+            Defaults to `False`.
         callbacks: extra Keras callbacks for `fit`. Defaults to `None`.
         verbose: `fit`'s verbosity (`"auto"`, 0, 1, 2). Defaults to `"auto"`.
 
@@ -111,17 +108,35 @@ def pretrain(
     """
     started = time.perf_counter()
     output = pathlib.Path(output)
-    if resume and overwrite:
-        raise ValueError("Pass resume or overwrite, not both.")
-    config = _prepare_output(output, config, overrides, resume=resume, overwrite=overwrite)
-    keras.utils.set_random_seed(config.seed)
-    _write_run(output, config, status="running")
+    run = RunDirectory(output, kind="pretrain", log=_log)
+    config = _config(run, config, overrides, resume=resume)
+    run.prepare(config.to_dict(), resume=resume, overwrite=overwrite, resumable=RESUMABLE_CHANGES)
+    # Every input is checked before anything in `output` changes.
+    given_tokenizer = _given_tokenizer(config)
+    _check_corpus_before_tokenizing(config)
+    run.set_extra(data_splits={split: _split_note(config, split) for split in ("train", "val")})
 
-    tokenizer = _tokenizer(config, output)
-    train_cache, val_cache = _token_caches(config, output, tokenizer)
-    model_config = config.model_config(tokenizer.vocabulary_size)
-    _check_corpus_fits(config, model_config.context_length, train_cache, val_cache)
+    with run.session(config.to_dict()):
+        keras.utils.set_random_seed(config.seed)
+        tokenizer = given_tokenizer or _tokenizer(config, output)
+        train_cache, val_cache = _token_caches(config, output, tokenizer)
+        model_config = config.model_config(tokenizer.vocabulary_size)
+        _check_corpus_fits(config, model_config.context_length, train_cache, val_cache)
+        result = _train(config, run, tokenizer, model_config, train_cache, val_cache, callbacks, verbose)
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        run.complete(result)
+    validation = result["validation"]
+    _log(
+        f"Done: step {result['step']}, validation loss {validation['loss']:.3f}, "
+        f"{validation['bits_per_byte']:.3f} bits/byte (unigram baseline "
+        f"{validation['unigram_bits_per_byte']:.3f}). Model: {result['model_dir']}"
+    )
+    return result
 
+
+def _train(config, run, tokenizer, model_config, train_cache, val_cache, callbacks, verbose):
+    """Build (or restore) the model, `fit` it, score it and save `OUTPUT/model`."""
+    output = run.path
     # Keras "epochs" are logging intervals; validation, checkpoints and the
     # end of training fall on their boundaries.
     epoch_steps = math.gcd(config.log_every, config.eval_every, config.checkpoint_every, config.steps)
@@ -137,19 +152,15 @@ def pretrain(
         )
     with scope:
         model = _build_model(config, model_config)
-        start_step, resumed_from = 0, None
-        checkpoints = list_checkpoints(output / "checkpoints")
-        if resume and checkpoints:
-            resumed_from, path = checkpoints[-1]
-            state = restore_checkpoint(model, path)
-            start_step = state["step"]
-            _log(f"Resumed from {path} (step {start_step}).")
+        start_step = run.restore(model)
         if start_step % epoch_steps:
             raise ConfigError(
                 f"Cannot resume at step {start_step}: it is not a multiple of "
                 f"gcd(log_every, eval_every, checkpoint_every, steps)={epoch_steps}. "
                 "Resume with the steps value the run was started with."
             )
+        if start_step >= config.steps:
+            _log(f"The run is already at step {start_step} of {config.steps}; scoring it.")
 
         from kerasllm.data import lm_dataset
 
@@ -160,31 +171,29 @@ def pretrain(
             seed=config.seed,
             start_batch=start_step * accumulation,
         )
-        val_data = lm_dataset(
-            val_cache, model_config.context_length, config.batch_size, shuffle=False, repeat=False
+        val_drop_remainder, validation_steps = _validation_batches(
+            config, val_cache, model_config.context_length
         )
-        guard = NonFiniteGuard()
-        run_callbacks = [
-            guard,
-            TrainingLog(
-                output / "log.csv",
-                output / "loss.png",
-                tokens_per_step=tokens_per_step,
-                val_bytes_per_token=val_cache.bytes_per_token,
-            ),
-            keras.callbacks.TensorBoard(log_dir=str(output / "tensorboard")),
-            StepCheckpoint(
-                output / "checkpoints",
-                every=config.checkpoint_every,
-                keep=config.keep_checkpoints,
-                state_fn=lambda step: {
-                    "data_batch": step * accumulation,
-                    "seed": config.seed,
-                    "tokens": step * tokens_per_step,
-                },
-            ),
-            *(callbacks or []),
-        ]
+        val_data = lm_dataset(
+            val_cache,
+            model_config.context_length,
+            config.batch_size,
+            shuffle=False,
+            repeat=False,
+            drop_remainder=val_drop_remainder,
+        )
+        run_callbacks = run.callbacks(
+            checkpoint_every=config.checkpoint_every,
+            keep=config.keep_checkpoints,
+            tokens_per_step=tokens_per_step,
+            val_bytes_per_token=val_cache.bytes_per_token,
+            state_fn=lambda step: {
+                "data_batch": step * accumulation,
+                "seed": config.seed,
+                "tokens": step * tokens_per_step,
+            },
+            title="kerasllm pretraining",
+        )
         _log(
             f"Training {model.count_params():,} parameters for steps "
             f"{start_step}..{config.steps} ({tokens_per_step:,} tokens/step, "
@@ -196,17 +205,15 @@ def pretrain(
             epochs=epochs,
             initial_epoch=start_step // epoch_steps,
             validation_data=val_data,
-            validation_steps=config.eval_batches,
+            validation_steps=validation_steps,
             validation_freq=_validation_epochs(epochs, epoch_steps, config.eval_every),
-            callbacks=run_callbacks,
+            callbacks=[*run_callbacks, *(callbacks or [])],
             shuffle=False,  # the data pipeline shuffles (seeded, resumable)
             verbose=verbose,
         )
-    if guard.diverged_at is not None:
-        _write_run(output, config, status="diverged", step=guard.diverged_at)
-        raise TrainingDiverged(guard.message)
+    run.raise_if_diverged()
 
-    step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    step = run.step(model)
     _log("Scoring the whole validation split...")
     unigram = unigram_counts(train_cache.tokens, tokenizer.vocabulary_size)
     validation = language_model_metrics(
@@ -217,9 +224,9 @@ def pretrain(
         batch_size=config.batch_size,
     )
     model_dir = output / "model"
-    import kerasllm
+    from kerasllm.models.model_dir import save_model_dir
 
-    kerasllm.save(
+    save_model_dir(
         model,
         model_dir,
         tokenizer=tokenizer,
@@ -233,86 +240,90 @@ def pretrain(
             "unigram_counts": unigram.tolist(),
         },
     )
-    result = {
+    return {
         "output": str(output),
         "model_dir": str(model_dir),
         "step": step,
         "tokens": step * tokens_per_step,
-        "seconds": round(time.perf_counter() - started, 1),
-        "resumed_from": resumed_from,
+        "resumed_from": run.resumed_from,
         "validation": validation,
     }
-    _write_run(output, config, status="complete", step=step, result=result)
-    _log(
-        f"Done: step {step}, validation loss {validation['loss']:.3f}, "
-        f"{validation['bits_per_byte']:.3f} bits/byte (unigram baseline "
-        f"{validation['unigram_bits_per_byte']:.3f}). Model: {model_dir}"
-    )
-    return result
 
 
 # ---------------------------------------------------------------- steps
 
 
-def _prepare_output(output, config, overrides, *, resume, overwrite):
-    """Checks `output` against the run we are asked for; returns the config."""
-    run_file = output / RUN_FILE
-    saved = None
-    if run_file.is_file():
-        saved = json.loads(run_file.read_text(encoding="utf-8"))["config"]
+def _config(run, config, overrides, *, resume):
+    """The run's `PretrainConfig`: given, or the saved one on resume."""
+    saved = run.saved_config()
     if config is None:
         if saved is None:
-            raise ConfigError(f"No config given and no run to resume in {output}.")
+            raise ConfigError(f"No config given and no run to resume in {run.path}.")
         config = saved
     if isinstance(config, (str, os.PathLike)):
         config = PretrainConfig.from_yaml(config, overrides)
     else:
         config = PretrainConfig.from_dict(config, overrides)
-
-    if overwrite and output.exists():
-        shutil.rmtree(output)
-    elif output.exists() and any(output.iterdir()):
-        if saved is None:
-            raise OutputDirectoryError(
-                f"{output} is not empty and holds no kerasllm run ({RUN_FILE} is "
-                "missing); pass --overwrite to replace it, or choose another --output."
-            )
-        if not resume:
-            raise OutputDirectoryError(
-                f"{output} already holds a run; pass --resume to continue it or "
-                "--overwrite to start over."
-            )
-        changed = {
-            key: (saved.get(key), value)
-            for key, value in config.to_dict().items()
-            if key not in RESUMABLE_CHANGES and saved.get(key) != value
-        }
-        if changed:
-            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise OutputDirectoryError(
-                f"{output} holds a different run; resuming it with this config "
-                f"would change {details}. Only {', '.join(RESUMABLE_CHANGES)} may "
-                "change on resume; pass --overwrite to start over."
-            )
-    output.mkdir(parents=True, exist_ok=True)
+    if resume and saved and config.decay_steps is None and config.steps != saved.get("steps"):
+        # A longer run must not restart the cosine from the top: keep the
+        # schedule it was trained with.
+        kept = saved.get("decay_steps") or saved.get("steps")
+        _log(
+            f"steps changed from {saved.get('steps')} to {config.steps} on resume: the "
+            f"learning-rate schedule is kept (its decay ends at step {kept}, then the "
+            "rate stays at its floor). Set decay_steps to choose another schedule."
+        )
+        config = dataclasses.replace(config, decay_steps=kept)
     return config
 
 
-def _write_run(output, config, status, step=0, result=None):
-    from kerasllm.data import atomic_write_json
-    from kerasllm.version import __version__
+def _given_tokenizer(config):
+    """`config.tokenizer` loaded (checked before the run starts), or `None`."""
+    if config.tokenizer is None:
+        return None
+    from kerasllm import tokenizers
 
-    atomic_write_json(
-        output / RUN_FILE,
-        {
-            "config": config.to_dict(),
-            "status": status,
-            "step": step,
-            "result": result,
-            "kerasllm_version": __version__,
-            "keras_backend": keras.backend.backend(),
-        },
-    )
+    try:
+        return tokenizers.load(config.tokenizer)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"tokenizer: {error}") from None
+
+
+def _check_corpus_before_tokenizing(config):
+    """Read just enough of each split to know it can fill one batch.
+
+    Every token holds at least one UTF-8 byte (both tokenizers fall back to
+    bytes) and each document adds an end token, so a split with fewer than
+    `windows * context_length + 1` bytes plus documents cannot fill them
+    whatever the tokenizer. An empty, binary or non-UTF-8 corpus fails here
+    too, before any tokenizer is trained.
+    """
+    from kerasllm.data import corpus_documents
+
+    context_length = config.context_length
+    for split, windows in (("train", config.batch_size), ("val", 1)):
+        spec, corpus_split, reader_kwargs = config.corpus_split(split)
+        needed = windows * context_length + 1
+        total = 0
+        with _corpus_errors():
+            for document in corpus_documents(spec, split=corpus_split, **reader_kwargs):
+                total += len(document.encode("utf-8")) + 1
+                if total >= needed:
+                    break
+        if total == 0:
+            raise ConfigError(
+                f"corpus: the {split} split of {spec!r} holds no text. Expected "
+                "UTF-8 text files (or .jsonl / .gz); check the path and --set corpus=..."
+            )
+        if total < needed:
+            raise ConfigError(
+                f"context_length={context_length} is too long for the {split} split "
+                f"of the corpus: its {total - 1:,} bytes make fewer than {windows} "
+                f"window(s) of {context_length} tokens"
+                + (f" (batch_size={config.batch_size})" if split == "train" else "")
+                + ". Use a shorter context (--set model.context_length=...), a smaller "
+                "batch_size or a larger corpus."
+            )
 
 
 def _tokenizer(config, output):
@@ -325,16 +336,23 @@ def _tokenizer(config, output):
     if directory.is_dir():
         return tokenizers.load(directory)
     _log(f"Training a {config.tokenizer_kind} tokenizer (vocab_size={config.vocab_size})...")
-    documents = corpus_documents(config.corpus, split="train")
+    spec, split, reader_kwargs = config.corpus_split("train")
+    documents = corpus_documents(spec, split=split, **reader_kwargs)
     if config.tokenizer_train_bytes:
         documents = _take_bytes(documents, config.tokenizer_train_bytes)
-    return tokenizers.train_tokenizer(
-        documents,
-        kind=config.tokenizer_kind,
-        vocab_size=config.vocab_size,
-        output_dir=directory,
-        show_progress=False,
-    )
+    try:
+        with _corpus_errors():
+            return tokenizers.train_tokenizer(
+                documents,
+                kind=config.tokenizer_kind,
+                vocab_size=config.vocab_size,
+                output_dir=directory,
+                show_progress=False,
+            )
+    except (TypeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"tokenizer training: {error}") from None
 
 
 def _take_bytes(documents, limit):
@@ -352,19 +370,81 @@ def _token_caches(config, output, tokenizer):
     root = pathlib.Path(config.cache_dir) if config.cache_dir else output / "cache"
     caches = []
     for split in ("train", "val"):
-        _log(f"Tokenizing the {split} split of {config.corpus!r} (cached in {root / split})...")
-        caches.append(TokenCache.get_or_build(config.corpus, tokenizer, root / split, split=split))
+        spec, corpus_split, reader_kwargs = config.corpus_split(split)
+        _log(
+            f"Tokenizing the {split} split of {spec!r} ({_split_note(config, split)}; "
+            f"cached in {root / split})..."
+        )
+        with _corpus_errors():
+            caches.append(
+                TokenCache.get_or_build(
+                    spec, tokenizer, root / split, split=corpus_split, **reader_kwargs
+                )
+            )
     return caches
 
 
+def _split_note(config, split):
+    """How `split`'s text is chosen, in words (logged and kept in run.json)."""
+    from kerasllm.data import is_builtin, split_rule
+
+    spec, corpus_split, reader_kwargs = config.corpus_split(split)
+    if corpus_split == "all":
+        return "all of it"
+    if is_builtin(spec):
+        return "split by file, 90/5/5"
+    with _corpus_errors():
+        return split_rule(spec, **reader_kwargs)["note"]
+
+
+@contextlib.contextmanager
+def _corpus_errors():
+    """A corpus that cannot be read or split is a config that cannot run."""
+    from kerasllm.data import CorpusError
+
+    try:
+        yield
+    except CorpusError as error:
+        raise ConfigError(f"corpus: {error}") from None
+
+
+def _validation_batches(config, val_cache, context_length):
+    """`(drop_remainder, validation_steps)` that the validation split can fill.
+
+    A split with fewer windows than `batch_size` gives one smaller batch; a
+    split with fewer batches than `eval_batches` caps the validation steps,
+    so `fit` never runs out of validation data.
+    """
+    from kerasllm.data import batches_per_epoch
+
+    windows = (val_cache.num_tokens - 1) // context_length
+    drop_remainder = windows >= config.batch_size
+    available = batches_per_epoch(
+        val_cache.num_tokens, context_length, config.batch_size, drop_remainder
+    )
+    if config.eval_batches is None or config.eval_batches <= available:
+        return drop_remainder, config.eval_batches
+    _log(
+        f"The validation split holds {available} batch(es) of {config.batch_size} x "
+        f"{context_length} tokens ({val_cache.num_tokens:,} tokens), fewer than "
+        f"eval_batches={config.eval_batches}: each validation pass uses {available}."
+    )
+    return drop_remainder, available
+
+
 def _check_corpus_fits(config, context_length, train_cache, val_cache):
-    for split, cache in (("train", train_cache), ("val", val_cache)):
+    # Validation can run on one smaller batch; training needs full ones.
+    for split, cache, needed in (
+        ("train", train_cache, config.batch_size),
+        ("val", val_cache, 1),
+    ):
         windows = (cache.num_tokens - 1) // context_length
-        if windows < config.batch_size:
+        if windows < needed:
             raise ConfigError(
                 f"context_length={context_length} is too long for the {split} split "
                 f"of the corpus: its {cache.num_tokens:,} tokens make {windows} "
-                f"windows, fewer than batch_size={config.batch_size}. Use a "
+                f"windows, fewer than the {needed} it needs (batch_size="
+                f"{config.batch_size}). Use a "
                 "shorter context (--set model.context_length=...), a smaller "
                 "batch_size or a larger corpus."
             )

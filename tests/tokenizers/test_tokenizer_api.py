@@ -83,10 +83,13 @@ def test_vocabulary_lookups(any_tokenizer):
 
 def test_save_and_load_round_trip(any_tokenizer, tmp_path):
     directory = tmp_path / "copy"
-    directory.mkdir()
-    (directory / "stale.txt").write_text("replaced by save")
     any_tokenizer.save(directory)
+    (directory / "stale.txt").write_text("replaced by save")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        any_tokenizer.save(directory)
+    any_tokenizer.save(directory, overwrite=True)
     assert not (directory / "stale.txt").exists()  # replaced as a whole
+    assert oct(directory.stat().st_mode & 0o777) != oct(0o700)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
     reloaded = load(directory)
     assert type(reloaded) is type(any_tokenizer)

@@ -101,7 +101,7 @@ def test_output_directory_rules(small_config, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(OutputDirectoryError, match="holds no kerasllm run"):
+    with pytest.raises(OutputDirectoryError, match="not written by kerasllm"):
         pretrain(small_config, other, verbose=0)
 
     pretrain({**small_config, "steps": 3, "warmup_steps": 1, "checkpoint_every": 3,
