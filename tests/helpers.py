@@ -61,12 +61,17 @@ def run_layer_checks(layer_cls, init_kwargs, input_data, tmp_path, expected_outp
     head = keras.layers.Dense(3, name="head")(outputs)
     model = keras.Model(inputs, head)
 
-    # 3. One fit step moves the loss and stays finite.
+    # 3. Training lowers the loss, and every trainable weight of the layer
+    #    moves (gradients reach all of them).
     targets = np.random.default_rng(0).normal(size=expected_output_shape[:-1] + (3,))
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
-    history = model.fit(input_data, targets, epochs=2, batch_size=len(input_data), verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="mse")
+    inner = model.layers[1]
+    before = [ops.convert_to_numpy(v) for v in inner.trainable_weights]
+    history = model.fit(input_data, targets, epochs=3, batch_size=len(input_data), verbose=0)
     losses = history.history["loss"]
-    assert all(np.isfinite(losses)), losses
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    for variable, start in zip(inner.trainable_weights, before):
+        assert not np.array_equal(ops.convert_to_numpy(variable), start), variable.path
 
     # 4. .keras save/load with safe_mode reproduces outputs exactly.
     path = os.path.join(tmp_path, f"{layer_cls.__name__}.keras")

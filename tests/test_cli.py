@@ -1,6 +1,8 @@
 """The `kerasllm` command's skeleton: help, version, model summary."""
 
+import argparse
 import json
+import re
 
 import pytest
 
@@ -13,11 +15,18 @@ def run_cli(capsys, *argv):
     return code, captured.out, captured.err
 
 
-def test_help_lists_commands(capsys):
+def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--help"])
     assert exit_info.value.code == 0
-    assert "model" in capsys.readouterr().out
+    listing = capsys.readouterr().out.split("positional arguments:")[1]
+    listed = re.findall(r"^    (\S+)", listing, re.M)  # one entry per command
+    subparsers = next(
+        action for action in cli.build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    assert listed == list(subparsers.choices)
+    assert {"model", "pretrain", "generate", "export"} <= set(listed)
 
 
 def test_version(capsys):

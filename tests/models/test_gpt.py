@@ -10,7 +10,7 @@ from keras import ops
 
 import kerasllm
 import kerasllm.training
-from helpers import assert_close, random_ids, run_in_fresh_process
+from helpers import assert_close, random_ids, run_in_fresh_process, run_layer_checks
 from kerasllm.models import GPT, PRESETS, GPTConfig, load_keras_hub_gpt2_weights
 
 SMALL = dict(vocab_size=97, context_length=32, num_layers=2, num_heads=4, hidden_dim=32)
@@ -26,17 +26,27 @@ def model(request):
     return GPT(GPTConfig(**SMALL, **VARIANTS[request.param]))
 
 
+@pytest.mark.parametrize("variant", ["gpt2", "llama"])
+def test_standard_layer_checks(variant, tmp_path):
+    """GPT through the checks every layer passes (tests/helpers.py)."""
+    config = GPTConfig(**SMALL, **VARIANTS[variant])
+    run_layer_checks(GPT, {"config": config.to_dict()}, random_ids((2, 8), 97), tmp_path,
+                     expected_output_shape=(2, 8, 97))
+
+
 def test_parameter_count_equals_formula(model):
     assert model.count_params() == model.config.num_parameters()
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_preset_parameter_counts(name):
-    config = GPTConfig.from_preset(name)
-    if name == "gpt2-124m":
-        assert 123e6 < config.num_parameters() < 126e6
-    if name == "baby":
-        assert (config.num_layers, config.num_heads, config.hidden_dim, config.context_length) == (6, 6, 384, 256)
+def test_presets_match_the_models_they_name():
+    """Counts from outside this code: GPT-2 small has 124,439,808 parameters
+    (Hugging Face's `gpt2`, 50257-token vocabulary); nanoGPT's PyTorch model
+    at the baby shape on bytes has 10,844,160 (benchmarks/nanogpt_quality.py
+    counted it with `p.numel()`)."""
+    assert GPTConfig.from_preset("gpt2-124m", vocab_size=50257).num_parameters() == 124_439_808
+    assert GPTConfig.from_preset("baby", vocab_size=256).num_parameters() == 10_844_160
+    # The padded vocabulary adds only the extra embedding rows.
+    assert GPTConfig.from_preset("gpt2-124m").num_parameters() == 124_439_808 + 47 * 768
 
 
 def test_gpt2_124m_builds_with_expected_parameters():
