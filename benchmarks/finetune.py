@@ -8,8 +8,8 @@ pretrained here first if absent), this measures in one run:
    SFT, partial (top blocks), LoRA; and full SFT with random batches instead
    of length buckets, to show that bucketing costs no accuracy.
 2. Per method on the baby shape (6 layers, 6 heads, width 384; random
-   weights, the demo tokenizer, chat-formatted task batches): trainable
-   parameters, median training step time, and the process's peak resident
+   weights, the demo tokenizer, chat-formatted task batches of 32, each
+   recipe's `trainable_blocks` / `lora` settings): trainable parameters, median training step time, and the process's peak resident
    memory. Each method runs in its own process, so peak memory is its own.
 
 Usage:
@@ -30,10 +30,20 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+# Import from the repository root, not from benchmarks/ (benchmarks/tokenizers.py
+# would shadow the `tokenizers` package).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from common import RESULTS_DIR, device_info, print_table, software_versions, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    device_info,
+    print_table,
+    software_versions,
+    write_results,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "recipes" / "configs" / "finetune"
@@ -66,21 +76,22 @@ def child_baby(args):
     import numpy as np
 
     import kerasllm
-    from kerasllm.finetune import apply_lora, freeze_for_partial, trainable_summary
+    from kerasllm.finetune import FinetuneConfig, apply_lora, freeze_for_partial, trainable_summary
     from kerasllm.finetune.data import BatchSchedule, encode_records
     from kerasllm.models import GPT, GPTConfig
     from kerasllm.tasks import make_split
     from kerasllm.training import LanguageModelLoss, create_optimizer
 
-    tokenizer = kerasllm.tokenizers.load(pathlib.Path(args.base).parent.parent / "tokenizer")
+    tokenizer = kerasllm.tokenizers.load(pathlib.Path(args.base) / "tokenizer")
     config = GPTConfig.from_preset("baby", vocab_size=tokenizer.vocabulary_size, context_length=128)
     model = GPT(config)
     model.build((None, config.context_length))
     method = args.child_baby
+    recipe = FinetuneConfig.from_yaml(CONFIGS / RUNS[method][0], {"base": args.base})
     if method == "partial":
-        freeze_for_partial(model, 2)
+        freeze_for_partial(model, recipe.trainable_blocks)
     elif method == "lora":
-        apply_lora(model, rank=8, alpha=16)
+        apply_lora(model, **recipe.lora)
     model.compile(optimizer=create_optimizer(learning_rate=1e-3, total_steps=1000), loss=LanguageModelLoss())
     records = make_split(train=100, test=0)["train"]
     examples = encode_records(tokenizer, records, "messages", max_length=129)

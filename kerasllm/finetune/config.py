@@ -28,7 +28,8 @@ class FinetuneConfig:
         data: JSONL training file(s): a path or a list. Defaults to `None`.
         tasks: built-in task names to train on instead of `data`
             (`kerasllm.tasks`), e.g. `["add", "reverse"]`. Defaults to `None`.
-        task_train: training examples per task. Defaults to `1000`.
+        task_train: training examples per task, or a dict of them by task
+            name (to weight a harder task). Defaults to `1000`.
         task_test: test examples per task (held out; the validation data).
             Defaults to `100`.
         task_seed: the task split's seed. Defaults to `0`.
@@ -67,7 +68,7 @@ class FinetuneConfig:
     base: Optional[str] = None
     data: typing.Union[str, list, None] = None
     tasks: Optional[list] = None
-    task_train: int = 1000
+    task_train: typing.Union[int, dict] = 1000
     task_test: int = 100
     task_seed: int = 0
     eval_data: typing.Union[str, list, None] = None
@@ -113,8 +114,10 @@ class FinetuneConfig:
         if self.tasks is not None:
             from kerasllm.tasks import task_names
 
+            from kerasllm.tasks.splits import _per_task
+
             try:
-                task_names(self.tasks)
+                _per_task(self.task_train, task_names(self.tasks))
             except ValueError as error:
                 raise ConfigError(f"tasks: {error}") from None
             if self.format not in ("auto", "messages", "prompt-completion"):
@@ -125,7 +128,7 @@ class FinetuneConfig:
         positive = (
             "batch_size", "gradient_accumulation_steps", "steps", "log_every", "eval_every",
             "checkpoint_every", "keep_checkpoints", "eval_batches", "decay_steps",
-            "trainable_blocks", "max_length", "task_train", "num_classes",
+            "trainable_blocks", "max_length", "num_classes",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)

@@ -7,7 +7,7 @@ fine-tuning, alignment (`verify` is a reward function; `make_preferences`
 gives chosen/rejected pairs) and routing.
 
     split = kerasllm.tasks.make_split(["add", "reverse"], train=1000, test=100)
-    kerasllm.tasks.verify(split["test"][0], "46")
+    kerasllm.tasks.verify(split["test"][0], "4 6")
     kerasllm.tasks.evaluate_tasks(model, ["add", "reverse"])
 
 See docs/finetuning.md.

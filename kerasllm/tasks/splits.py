@@ -7,6 +7,7 @@ set does not depend on how much training data is asked for, and no test
 prompt is ever trained on.
 """
 
+import itertools
 import json
 import os
 import pathlib
@@ -54,6 +55,29 @@ def _task_examples(task, train, test, seed):
     return train_examples, test_examples
 
 
+def _interleave(groups):
+    """One list taking from each group in turn (groups may differ in length)."""
+    return [r for row in itertools.zip_longest(*groups) for r in row if r is not None]
+
+
+def _per_task(train, names):
+    """`{task: count}` from an int (each task) or a dict naming every task."""
+    if isinstance(train, dict):
+        missing = [n for n in names if n not in train]
+        if missing:
+            raise ValueError(
+                f"train as a dict must give a count for every task; missing {missing}. "
+                f"Received: train={train!r}"
+            )
+        counts = {n: train[n] for n in names}
+    else:
+        counts = {n: train for n in names}
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"train must be an int >= 0 per task. Received: {name}={value!r}")
+    return counts
+
+
 def make_record(task, prompt, answer, format="messages"):
     """One training/test record with `"task"` and `"answer"` for `verify`."""
     _check_format(format)
@@ -94,7 +118,8 @@ def make_split(tasks=None, *, train=DEFAULT_TRAIN, test=DEFAULT_TEST, seed=0, fo
 
     Args:
         tasks: task names (a list or `"add,reverse"`); `None` for all.
-        train: training examples per task. Defaults to `1000`.
+        train: training examples per task, or a dict of them by task name
+            (to weight a harder task). Defaults to `1000`.
         test: test examples per task, all distinct. Defaults to `100`.
         seed: the split's seed. Defaults to `0`.
         format: `"messages"` (a user and an assistant turn) or
@@ -113,16 +138,17 @@ def make_split(tasks=None, *, train=DEFAULT_TRAIN, test=DEFAULT_TEST, seed=0, fo
     ```
     """
     _check_format(format)
-    for name, value in (("train", train), ("test", test)):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0. Received: {name}={value!r}")
+    if not isinstance(test, int) or isinstance(test, bool) or test < 0:
+        raise ValueError(f"test must be an int >= 0. Received: test={test!r}")
+    names = task_names(tasks)
+    counts = _per_task(train, names)
     split = {"train": [], "test": []}
-    for name in task_names(tasks):
-        train_examples, test_examples = _task_examples(TASKS[name], train, test, seed)
+    for name in names:
+        train_examples, test_examples = _task_examples(TASKS[name], counts[name], test, seed)
         split["train"].append([make_record(name, p, a, format) for p, a, _ in train_examples])
         split["test"].extend(make_record(name, p, a, format) for p, a, _ in test_examples)
     # Interleave the tasks so that any prefix of the training file mixes them.
-    split["train"] = [r for group in zip(*split["train"]) for r in group] if split["train"] else []
+    split["train"] = _interleave(split["train"])
     return split
 
 
@@ -135,11 +161,13 @@ def make_preferences(tasks=None, *, train=DEFAULT_TRAIN, test=DEFAULT_TEST, seed
         mistake: off by one, unreversed, unsorted, the smaller number, ...
     """
     _check_format(format)
+    names = task_names(tasks)
+    counts = _per_task(train, names)
     pairs = []
-    for name in task_names(tasks):
-        train_examples, _ = _task_examples(TASKS[name], train, test, seed)
+    for name in names:
+        train_examples, _ = _task_examples(TASKS[name], counts[name], test, seed)
         pairs.append([make_preference(name, p, a, w, format) for p, a, w in train_examples])
-    return [r for group in zip(*pairs) for r in group] if pairs else []
+    return _interleave(pairs)
 
 
 def write_jsonl(path, records):

@@ -1,14 +1,15 @@
 """The built-in verifiable tasks: generated prompts whose answers a program checks.
 
 Each task draws one example from a seeded `random.Random`: a prompt, the one
-correct answer, and a plausible wrong answer (for preference pairs). Letters
-are written with spaces between them (`c a t`), so that a sub-word tokenizer
-cannot hide them inside one token: the tasks measure what the model learned,
-not how its tokenizer happened to split a word.
+correct answer, and a plausible wrong answer (for preference pairs). Letters,
+and the digits of the sums, are written with spaces between them (`c a t`,
+`4 6`), so that a sub-word tokenizer cannot hide them inside one token (a BPE
+trained on code merges `12` but not `46`): the tasks measure what the model
+learned, not how its tokenizer happened to split a word or a number.
 
 | task       | language | prompt                         | answer       |
 |------------|----------|--------------------------------|--------------|
-| `add`      | en       | `What is 12 + 34?`             | `46`         |
+| `add`      | en       | `What is 1 2 + 3 4?`           | `4 6`        |
 | `larger`   | en       | `Which is larger, 12 or 34?`   | `34`         |
 | `reverse`  | en       | `Reverse: c a t`               | `t a c`      |
 | `sort`     | en       | `Sort: d b a`                  | `a b d`      |
@@ -54,11 +55,15 @@ def _spaced(letters):
     return " ".join(letters)
 
 
+def _digits(number):
+    return _spaced(str(number))
+
+
 def _add(rng):
     a, b = rng.randint(0, 99), rng.randint(0, 99)
     total = a + b
     wrong = total + rng.choice((-1, 1, -10, 10)) if total >= 10 else total + 1
-    return f"What is {a} + {b}?", str(total), str(wrong)
+    return f"What is {_digits(a)} + {_digits(b)}?", _digits(total), _digits(wrong)
 
 
 def _larger(rng):
@@ -173,9 +178,9 @@ def verify(record, completion):
 
     Example:
     ```python
-    >>> verify({"task": "add", "answer": "46"}, " 46 ")
+    >>> verify({"task": "add", "answer": "4 6"}, " 4 6 ")
     True
-    >>> verify({"task": "add", "answer": "46"}, "45")
+    >>> verify({"task": "add", "answer": "4 6"}, "4 5")
     False
     ```
     """

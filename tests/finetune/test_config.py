@@ -24,8 +24,8 @@ def test_every_key_has_a_comment(path):
 
 
 def test_overrides_reach_into_lora():
-    config = FinetuneConfig.from_yaml(CONFIGS / "lora.yaml", {"lora.rank": 4, "steps": 70})
-    assert config.lora["rank"] == 4 and config.lora["alpha"] == 16 and config.steps == 70
+    config = FinetuneConfig.from_yaml(CONFIGS / "lora.yaml", {"lora.rank": 2, "steps": 70})
+    assert config.lora["rank"] == 2 and config.lora["alpha"] == 8 and config.steps == 70
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ def test_answers_against_independent_computations():
     rng = random.Random(1)
     for _ in range(100):
         prompt, answer, _ = TASKS["add"].sample(rng)
-        a, b = (int(x) for x in prompt.removeprefix("What is ").removesuffix("?").split(" + "))
-        assert int(answer) == a + b
+        a, b = (int(x.replace(" ", "")) for x in prompt.removeprefix("What is ").removesuffix("?").split(" + "))
+        assert int(answer.replace(" ", "")) == a + b
         prompt, answer, _ = TASKS["reverse"].sample(rng)
         assert answer.split() == prompt.split()[1:][::-1]
         prompt, answer, _ = TASKS["katakana"].sample(rng)
@@ -51,6 +51,13 @@ def test_split_is_deterministic_and_keeps_test_out_of_train():
     assert not test_prompts & {r["messages"][0]["content"] for r in a["train"]}
     # The test set does not depend on how much training data is asked for.
     assert make_split(train=10, test=50, seed=7)["test"] == a["test"]
+
+
+def test_train_counts_per_task():
+    split = make_split(["add", "sort"], train={"add": 5, "sort": 2}, test=1)
+    assert [r["task"] for r in split["train"]] == ["add", "sort", "add", "sort", "add", "add", "add"]
+    with pytest.raises(ValueError, match="every task"):
+        make_split(["add", "sort"], train={"add": 5})
 
 
 def test_records_in_both_formats():
