@@ -29,8 +29,9 @@ DEFAULT_INAPPROPRIATE_WORDS = (
     # English (matched as whole words)
     "fuck", "fucking", "fucker", "motherfucker", "shit", "bullshit", "cunt",
     "asshole", "bitch", "dickhead", "wanker", "porn", "porno",
-    # Japanese (matched anywhere; katakana and hiragana spellings alike)
-    "死ね", "しね", "殺すぞ", "ぶっ殺す", "くそったれ", "クソ野郎", "ちんこ",
+    # Japanese (matched anywhere; katakana and hiragana spellings alike, so
+    # no short kana-only entry: しね would match シネマ and リネームしネーム)
+    "死ね", "殺すぞ", "ぶっ殺す", "くそったれ", "クソ野郎", "ちんこ",
     "まんこ", "セックス", "エロ動画", "無修正",
 )  # fmt: skip
 
@@ -272,8 +273,16 @@ PII_PLACEHOLDERS = {
     "phone": "<PHONE>",
 }
 _PII_PATTERNS = (
-    # 13 to 19 digits in groups of 1-4 (spaces or hyphens), checked with Luhn.
-    ("credit_card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")),
+    # 13-19 digits written as card numbers are: in one run, in groups of four
+    # (4-4-4-4, up to 4-4-4-4-3) or 4-6-5 (Amex), one separator throughout;
+    # then checked with Luhn.
+    (
+        "credit_card",
+        re.compile(
+            r"(?<![\d-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?"
+            r"|\d{4}([ -])\d{6}\2\d{5})(?![\d-])"
+        ),
+    ),
     ("email", re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
     (
         "ip",

@@ -11,7 +11,7 @@ def test_clean_filter_flags_and_stats_languages(tmp_path, capsys):
         "<p>吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"
         "何でも薄暗い所で泣いていた。連絡は taro@example.jp まで。</p>",
         "<p>This English page is long enough to pass every quality heuristic here.</p>",
-        "<p>ｼﾈ。吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗い所。</p>",
+        "<p>ｸｿ野郎。吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗い所。</p>",
     ]
     corpus.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs),
                       encoding="utf-8")
