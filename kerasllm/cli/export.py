@@ -5,6 +5,7 @@ import sys
 import json
 
 from kerasllm.cli.common import CommandError, emit_json
+from kerasllm.cli.generate import add_generation_flags
 
 
 def _use_tensorflow_backend():
@@ -90,7 +91,8 @@ def add_commands(subparsers):
         description=(
             "Export a kerasllm model directory. saved_model: "
             "OUTPUT/NAME/VERSION/ in TensorFlow Serving's layout, strings in "
-            "and out (signatures serving_default, score, logits). tflite: "
+            "and out (signatures serving_default, generate, chat, score, "
+            "logits). tflite: "
             "OUTPUT/ with model.tflite (prefill/decode signatures, builtin "
             "ops only), the tokenizer files and kerasllm_tflite.json. Always "
             "runs on the TensorFlow backend. See docs/export.md."
@@ -119,11 +121,8 @@ def add_commands(subparsers):
         default="none",
         help="tflite: weight quantization (int8 is dynamic-range). Default none.",
     )
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=32,
-        help="saved_model: default of the max_new_tokens input. Default 32.",
+    add_generation_flags(
+        parser, ["max_new_tokens"], help_prefix="saved_model: default of the input. "
     )
     parser.add_argument(
         "--cache-length",

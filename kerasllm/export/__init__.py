@@ -13,7 +13,7 @@ from kerasllm.export.op_allowlist import (
     check_saved_model_ops,
     saved_model_ops,
 )
-from kerasllm.export.saved_model import export_saved_model, next_version
+from kerasllm.export.saved_model import export_saved_model, load_signature, next_version
 from kerasllm.export.serving_module import ServingModule
 from kerasllm.export.tflite import (
     TFLiteGenerator,
@@ -31,6 +31,7 @@ __all__ = [
     "convert_to_tflite",
     "export_saved_model",
     "export_tflite",
+    "load_signature",
     "next_version",
     "saved_model_ops",
     "tflite_generate",

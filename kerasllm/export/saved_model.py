@@ -46,23 +46,55 @@ def _check_name(name):
         )
 
 
-def _run_warmup(path, requests):
-    """Run each warmup request on the reloaded SavedModel, as the server will."""
+def load_signature(path, signature="serving_default"):
+    """A signature of a SavedModel as a Python function that fills in defaults.
+
+    `tf.saved_model.load(path).signatures[name]` needs every input; TF Serving
+    feeds the SignatureDef's `defaults` for the inputs a request leaves out.
+    This applies them the same way, so `fn(prompt=["def "])` works.
+
+    Args:
+        path: the SavedModel (version) directory.
+        signature: the signature name. Defaults to `"serving_default"`.
+
+    Returns:
+        A function of keyword inputs (anything `tf.constant` takes) returning
+        the signature's dict of output tensors.
+
+    Example:
+    ```python
+    generate = kerasllm.export.load_signature("saved_models/tiny/1")
+    generate(prompt=["def "], temperature=[0.8])["text"]
+    ```
+    """
     import tensorflow as tf
 
     from kerasllm.export.op_allowlist import read_meta_graph
 
     loaded = tf.saved_model.load(str(path))
-    meta_graph = read_meta_graph(path)
-    for signature, inputs in requests:
-        # The loaded Python function does not apply SignatureDef defaults;
-        # fill them in from the proto the way the model server does.
-        defaults = {
-            k: tf.make_ndarray(v)
-            for k, v in meta_graph.signature_def[signature].defaults.items()
-        }
+    if signature not in loaded.signatures:
+        raise ValueError(
+            f"No signature {signature!r} in {path}. Expected one of "
+            f"{sorted(loaded.signatures)}"
+        )
+    function = loaded.signatures[signature]
+    defaults = {
+        key: tf.make_ndarray(value)
+        for key, value in read_meta_graph(path).signature_def[signature].defaults.items()
+    }
+
+    def call(**inputs):
         feed = {**defaults, **inputs}
-        loaded.signatures[signature](**{k: tf.constant(v) for k, v in feed.items()})
+        return function(**{key: tf.constant(value) for key, value in feed.items()})
+
+    call.loaded = loaded  # keeps the restored objects alive
+    return call
+
+
+def _run_warmup(path, requests):
+    """Run each warmup request on the reloaded SavedModel, as the server will."""
+    for signature, inputs in requests:
+        load_signature(path, signature)(**inputs)
 
 
 def export_saved_model(
@@ -72,14 +104,16 @@ def export_saved_model(
     name,
     version=None,
     tokenizer=None,
-    max_new_tokens=32,
+    max_new_tokens=None,
     overwrite=False,
 ):
     """Export a GPT and its tokenizer for TensorFlow Serving.
 
     Writes `base_dir/name/version/`, a SavedModel with the signatures
-    `serving_default` (prompt strings → generated text), `score` (text →
-    log-probability) and `logits` (token ids → logits); see
+    `serving_default` (prompt strings and options → generated text),
+    `generate` (prompt strings only), `chat` (a conversation → the
+    assistant's answer, where the tokenizer has the chat tokens), `score`
+    (text → log-probability) and `logits` (token ids → logits); see
     `kerasllm.export.ServingModule`. Only TF core and tensorflow-text ops, no
     XLA-compiled functions: stock `tensorflow_model_server` loads it.
 
@@ -92,7 +126,8 @@ def export_saved_model(
         version: an int version. Defaults to one more than the largest
             existing version (1 for a new model).
         tokenizer: the tokenizer. Defaults to `model.tokenizer`.
-        max_new_tokens: default of the `max_new_tokens` input. Defaults to `32`.
+        max_new_tokens: default of the `max_new_tokens` input. Defaults to
+            `GenerationOptions`'s.
         overwrite: replace an existing version directory. Defaults to
             `False` (a version is immutable once a server may have loaded it).
 
@@ -138,8 +173,9 @@ def export_saved_model(
     with atomic_directory(path, overwrite=overwrite, marker=EXPORT_MARKER) as staging:
         tf.saved_model.save(module, str(staging), signatures=module.signatures())
         ops = check_saved_model_ops(staging)
-        write_warmup_file(staging, name, tokenizer.end_token_id)
-        _run_warmup(staging, warmup_requests(tokenizer.end_token_id))
+        requests = dict(end_token_id=tokenizer.end_token_id, chat=module.chat is not None)
+        write_warmup_file(staging, name, **requests)
+        _run_warmup(staging, warmup_requests(**requests))
         (staging / EXPORT_MARKER).parent.mkdir(exist_ok=True)
         (staging / EXPORT_MARKER).write_text(
             json.dumps({"format": "kerasllm-saved-model", "name": name, "version": version})

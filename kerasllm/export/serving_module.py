@@ -1,44 +1,71 @@
 """`ServingModule`: the tf.Module whose signatures a SavedModel serves.
 
-Three signatures, all with TF Serving's predict method:
+Signatures, all with TF Serving's predict method:
 
     serving_default  prompt string [B]
                      (optional) max_new_tokens int32, temperature float32,
                      top_k int32, top_p float32, seed int32, each [1] or [B]
                      (one seed: row i uses seed + i)
                      -> text string [B], token_ids int32 [B, N], stop_reason string [B]
+    generate         prompt string [B] -> as serving_default, every option at
+                     its default (a loaded SavedModel's Python signatures do
+                     not apply defaults: this one needs none)
+    chat             role string [B, T], content string [B, T] (a turn per
+                     column; an empty role ends a row's conversation early),
+                     and serving_default's optional inputs
+                     -> as serving_default; the conversation is rendered with
+                     `kerasllm.tokenizers.chat_template` and the answer ends at
+                     the end of turn (`<|im_end|>`)
+    (`generate` and `chat` cut max_new_tokens to what fits the context after
+    the longest prompt, where serving_default reports an error.)
     score            text string [B] -> log_probability float32 [B], num_tokens int32 [B]
     logits           token_ids int32 [B, T] -> logits float32 [B, T, V]
 
-Tokenizing, sampling and detokenizing all run in the graph (the tokenizer is a
-`tf.Module` attribute, so its tables are saved with the model), so a client
-sends strings and gets strings. The decode loop is
+(`chat` only where the tokenizer has the chat tokens.) Tokenizing, sampling
+and detokenizing all run in the graph (the tokenizer is a `tf.Module`
+attribute, so its tables are saved with the model), so a client sends
+strings and gets strings. The decode loop is
 `kerasllm.generation.generate_tokens`, the same function `kerasllm generate`
-runs, traced here in a plain (non-XLA) `tf.function`.
+runs, traced here in a plain (non-XLA) `tf.function`, with the valid-UTF-8
+mask on: the text never holds a broken character.
 
 Optional inputs: TF Serving's SignatureDef has a `defaults` map, filled by
 `tf.saved_model.save` from the tensor default values of the signature
 function's trailing arguments; the model server feeds those for inputs a
 request leaves out (`GetInputValues` in tensorflow/cc/saved_model/util.cc and
 the TFRT predict path). So `{"instances": [{"prompt": "def "}]}` is a full
-request. The optional inputs have shape `[None]`, not scalars, because TF
-Serving's row format (`"instances"`) stacks every named input along the batch
-axis: give one value for all rows or one per row.
+request. The defaults are `GenerationOptions`'s (greedy). The optional inputs
+have shape `[None]`, not scalars, because TF Serving's row format
+(`"instances"`) stacks every named input along the batch axis: give one
+value for all rows or one per row.
 
 Bad inputs fail inside the graph with `tf.debugging.assert_*` messages (an
 `INVALID_ARGUMENT` error carrying the message and the received values). The
 messages hold no quote characters: TensorFlow prints them backslash-escaped.
 """
 
+import re
+
 import tensorflow as tf
 
 from kerasllm.generation.decode_loop import END_TOKEN, LENGTH, STOP_REASONS, generate_tokens
+from kerasllm.generation.generation_options import GenerationOptions
+from kerasllm.generation.utf8 import token_table
+from kerasllm.tokenizers import chat_template
 
-# Defaults of the optional generation inputs; temperature 0 is greedy.
-DEFAULT_TEMPERATURE = 0.0
-DEFAULT_TOP_K = 0
-DEFAULT_TOP_P = 1.0
-DEFAULT_SEED = 0
+# The defaults of the optional inputs (greedy: temperature 0).
+DEFAULTS = GenerationOptions().graph_values()
+_ROLE, _CONTENT = "\x00role\x00", "\x00content\x00"
+_RESERVED_PATTERN = "(?s).*(%s).*" % "|".join(
+    re.escape(token) for token in (chat_template.IM_START, chat_template.IM_END)
+)
+
+
+def _turn_pieces():
+    """`render_turn`'s text around the role and the content."""
+    before, rest = chat_template.render_turn(_ROLE, _CONTENT).split(_ROLE)
+    between, after = rest.split(_CONTENT)
+    return before, between, after
 
 
 def _per_row(value, batch, name):
@@ -84,7 +111,7 @@ class ServingModule(tf.Module):
         tokenizer: its kerasllm tokenizer (a `tf.Module` with in-graph
             `tokenize` / `detokenize`).
         max_new_tokens: the default of the `max_new_tokens` input. Defaults
-            to `32` (cut to `context_length - 1`).
+            to `GenerationOptions`'s (cut to `context_length - 1`).
 
     Example:
     ```python
@@ -93,7 +120,7 @@ class ServingModule(tf.Module):
     ```
     """
 
-    def __init__(self, model, tokenizer, max_new_tokens=32):
+    def __init__(self, model, tokenizer, max_new_tokens=None):
         super().__init__(name="kerasllm_serving")
         self.model = model
         self.tokenizer = tokenizer
@@ -102,6 +129,8 @@ class ServingModule(tf.Module):
         self.vocab_size = int(config.vocab_size)
         self.end_token_id = int(tokenizer.end_token_id)
         self.pad_token_id = int(tokenizer.pad_token_id)
+        if max_new_tokens is None:
+            max_new_tokens = GenerationOptions().max_new_tokens
         self.default_max_new_tokens = int(min(max_new_tokens, self.context_length - 1))
         if self.default_max_new_tokens < 1:
             raise ValueError(
@@ -114,32 +143,79 @@ class ServingModule(tf.Module):
                 f"Received: tokenizer.vocabulary_size={tokenizer.vocabulary_size}, "
                 f"model vocab_size={self.vocab_size}"
             )
+        # Valid UTF-8 by construction (`kerasllm.generation.utf8`).
+        self.utf8_table = tf.constant(token_table(tokenizer, self.vocab_size))
+        specials = tokenizer.special_tokens
+        self.has_chat = chat_template.IM_START in specials and chat_template.IM_END in specials
+        self.end_of_turn_id = int(specials[chat_template.IM_END]) if self.has_chat else -1
         self._build_functions()
 
     def _build_functions(self):
         default_new = self.default_max_new_tokens
-
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.string, name="prompt"),
-                tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
-                tf.TensorSpec([None], tf.float32, name="temperature"),
-                tf.TensorSpec([None], tf.int32, name="top_k"),
-                tf.TensorSpec([None], tf.float32, name="top_p"),
-                tf.TensorSpec([None], tf.int32, name="seed"),
-            ],
+        options = [
+            tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+            tf.TensorSpec([None], tf.float32, name="temperature"),
+            tf.TensorSpec([None], tf.int32, name="top_k"),
+            tf.TensorSpec([None], tf.float32, name="top_p"),
+            tf.TensorSpec([None], tf.int32, name="seed"),
+        ]
+        defaults = dict(
+            max_new_tokens=tf.constant([default_new], tf.int32),
+            temperature=tf.constant([DEFAULTS["temperature"]], tf.float32),
+            top_k=tf.constant([DEFAULTS["top_k"]], tf.int32),
+            top_p=tf.constant([DEFAULTS["top_p"]], tf.float32),
+            seed=tf.constant([DEFAULTS["seed"]], tf.int32),
+        )
+        compile_options = dict(
             jit_compile=False,  # stock TF Serving runs with XLA JIT off
             autograph=False,
         )
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.string, name="prompt")] + options,
+            **compile_options,
+        )
         def generate(
             prompt,
-            max_new_tokens=tf.constant([default_new], tf.int32),
-            temperature=tf.constant([DEFAULT_TEMPERATURE], tf.float32),
-            top_k=tf.constant([DEFAULT_TOP_K], tf.int32),
-            top_p=tf.constant([DEFAULT_TOP_P], tf.float32),
-            seed=tf.constant([DEFAULT_SEED], tf.int32),
+            max_new_tokens=defaults["max_new_tokens"],
+            temperature=defaults["temperature"],
+            top_k=defaults["top_k"],
+            top_p=defaults["top_p"],
+            seed=defaults["seed"],
         ):
             return self._generate(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.string, name="prompt")],
+            **compile_options,
+        )
+        def generate_prompt_only(prompt):
+            # No max_new_tokens was asked for: as many as fit, up to the default.
+            return self._generate(prompt, **defaults, fit_context=True)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None], tf.string, name="role"),
+                tf.TensorSpec([None, None], tf.string, name="content"),
+            ]
+            + options,
+            **compile_options,
+        )
+        def chat(
+            role,
+            content,
+            max_new_tokens=defaults["max_new_tokens"],
+            temperature=defaults["temperature"],
+            top_k=defaults["top_k"],
+            top_p=defaults["top_p"],
+            seed=defaults["seed"],
+        ):
+            prompt = self._render_chat(role, content)
+            return self._generate(
+                prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                end_token_ids=[self.end_token_id, self.end_of_turn_id],
+                fit_context=True,
+            )
 
         @tf.function(
             input_signature=[tf.TensorSpec([None], tf.string, name="text")],
@@ -158,25 +234,76 @@ class ServingModule(tf.Module):
             return self._logits(token_ids)
 
         self.generate = generate
+        self.generate_prompt_only = generate_prompt_only
+        self.chat = chat if self.has_chat else None
         self.score = score
         self.logits = logits
 
     def signatures(self):
         """The `signatures=` dict for `tf.saved_model.save`."""
-        return {
+        signatures = {
             "serving_default": self.generate,
+            "generate": self.generate_prompt_only,
             "score": self.score,
             "logits": self.logits,
         }
+        if self.chat is not None:
+            signatures["chat"] = self.chat
+        return signatures
+
+    # ------------------------------------------------------------ chat
+
+    def _render_chat(self, role, content):
+        """`render_chat(messages, add_generation_prompt=True)` per row, in-graph."""
+        roles = tf.constant(list(chat_template.ROLES))
+        known = tf.reduce_any(tf.equal(role[:, :, tf.newaxis], roles), axis=-1)
+        used = tf.not_equal(role, "")  # (B, T)
+        reserved = tf.strings.regex_full_match(content, _RESERVED_PATTERN)  # (B, T)
+        checks = [
+            tf.debugging.Assert(
+                tf.reduce_all(tf.logical_or(known, tf.logical_not(used))),
+                ["Each role must be system, user or assistant (or empty after the "
+                 "last turn). Received:", role],
+                summarize=16,
+            ),
+            tf.debugging.Assert(
+                tf.reduce_all(tf.reduce_any(used, axis=1)),
+                ["Each conversation needs at least one turn. Received roles:", role],
+                summarize=16,
+            ),
+            tf.debugging.Assert(
+                tf.logical_not(tf.reduce_any(tf.logical_and(reserved, used))),
+                ["A content holds a reserved chat token, which would end or open a turn."],
+            ),
+        ]
+        before, between, after = _turn_pieces()
+        with tf.control_dependencies(checks):
+            turns = tf.strings.join([before, role, between, content, after])  # (B, T)
+        turns = tf.where(used, turns, "")
+        text = tf.strings.reduce_join(turns, axis=1)  # (B,)
+        return tf.strings.join([text, chat_template.generation_prompt()])
 
     # ------------------------------------------------------------ generate
 
-    def _generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+    def _generate(
+        self,
+        prompt,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        end_token_ids=None,
+        fit_context=False,
+    ):
         context = self.context_length
         ragged = self.tokenizer.tokenize(prompt)  # (B, None) int32
         token_ids, padding_mask, lengths = _left_pad(ragged, self.pad_token_id)
         batch = tf.shape(prompt)[0]
         max_new_tokens = _per_row(max_new_tokens, batch, "max_new_tokens")
+        if fit_context:
+            room = tf.maximum(context - tf.shape(token_ids)[1], 1)
+            max_new_tokens = tf.minimum(max_new_tokens, room)
         temperature = _per_row(temperature, batch, "temperature")
         top_k = _per_row(top_k, batch, "top_k")
         top_p = _per_row(top_p, batch, "top_p")
@@ -255,9 +382,10 @@ class ServingModule(tf.Module):
             top_k=top_k,
             top_p=top_p,
             seed=seed,
-            end_token_id=self.end_token_id,
+            end_token_id=end_token_ids if end_token_ids is not None else self.end_token_id,
             pad_token_id=self.pad_token_id,
             max_length=context,
+            utf8_table=self.utf8_table,
         )
         width = tf.reduce_max(tf.concat([new_lengths, [0]], axis=0))
         new_ids = new_ids[:, :width]

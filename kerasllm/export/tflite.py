@@ -6,9 +6,16 @@ caller passes back in each step.
 
     prefill(token_ids int32 [1, S], length int32 [])
         -> logits float32 [1, V] (at position length - 1),
-           kv_cache float32 [L, 1, 2, K, S, D]
-    decode(token_id int32 [1, 1], position int32 [], kv_cache)
-        -> logits float32 [1, V], kv_cache
+           kv_cache float32 [L, 1, 2, K, S, D], utf8_state int32 [1, 3]
+    decode(token_id int32 [1, 1], position int32 [], kv_cache, utf8_state)
+        -> logits float32 [1, V], kv_cache, utf8_state
+
+Valid UTF-8 by construction: `utf8_state` is passed back like the cache
+(`kerasllm.generation.utf8`: bytes still owed by the text generated so far),
+and the logits of every token that would break a character are `-inf`, so
+an app that takes the argmax, or samples from the softmax, of `logits`
+never writes a broken character. The first `decode` call after `prefill`
+takes `prefill`'s `utf8_state`; the prompt itself is not checked.
 
 The prompt is right-padded to `S`; pad slots get keys and values too, but a
 token at position `p` only attends to slots `<= p`, and slot `p` is written
@@ -46,9 +53,11 @@ CONFIG_FILE = "kerasllm_tflite.json"
 QUANTIZATIONS = ("none", "float16", "int8")
 
 
-def _prefill_and_decode(model, cache_length):
+def _prefill_and_decode(model, cache_length, utf8_table):
     """The two signature functions and their input specs, as plain functions."""
     import tensorflow as tf
+
+    from kerasllm.generation import utf8
 
     config = model.config
     cache_spec = tf.TensorSpec(
@@ -56,18 +65,29 @@ def _prefill_and_decode(model, cache_length):
         tf.float32,
         name="kv_cache",
     )
+    table = tf.constant(utf8_table, tf.int32)  # (NUM_FIELDS, V)
 
     def prefill(token_ids, length):
         cache = model.init_cache(1, cache_length, "float32")
         logits, cache = model.call_with_cache(token_ids, cache, 0)  # (1, S, V)
         last = tf.gather(logits[0], length - 1)[tf.newaxis]  # (1, V)
-        return {"logits": last, "kv_cache": tf.stack(cache)}  # (L, 1, 2, K, S, D)
+        state = tf.constant([[0, utf8.CONT_LO, utf8.CONT_HI]], tf.int32)  # (1, 3)
+        return {
+            "logits": utf8.mask_logits(last, table, state),
+            "kv_cache": tf.stack(cache),  # (L, 1, 2, K, S, D)
+            "utf8_state": state,
+        }
 
-    def decode(token_id, position, kv_cache):
+    def decode(token_id, position, kv_cache, utf8_state):
         logits, cache = model.call_with_cache(
             token_id, tf.unstack(kv_cache), position
         )  # (1, 1, V)
-        return {"logits": logits[:, 0], "kv_cache": tf.stack(cache)}
+        state = utf8.advance(table, utf8_state, token_id[:, 0])  # (1, 3)
+        return {
+            "logits": utf8.mask_logits(logits[:, 0], table, state),
+            "kv_cache": tf.stack(cache),
+            "utf8_state": state,
+        }
 
     return {
         "prefill": (
@@ -83,12 +103,13 @@ def _prefill_and_decode(model, cache_length):
                 tf.TensorSpec([1, 1], tf.int32, name="token_id"),
                 tf.TensorSpec([], tf.int32, name="position"),
                 cache_spec,
+                tf.TensorSpec([1, 3], tf.int32, name="utf8_state"),
             ],
         ),
     }
 
 
-def _frozen_signatures(model, cache_length):
+def _frozen_signatures(model, cache_length, utf8_table):
     """Concrete functions with the weights folded in as constants."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
@@ -96,12 +117,26 @@ def _frozen_signatures(model, cache_length):
     )
 
     signatures = {}
-    for name, (fn, specs) in _prefill_and_decode(model, cache_length).items():
+    for name, (fn, specs) in _prefill_and_decode(model, cache_length, utf8_table).items():
         concrete = tf.function(fn).get_concrete_function(*specs)
+        _drop_empty_collection_items(concrete.graph)
         frozen = convert_variables_to_constants_v2(concrete)
         named = _with_output_names(frozen, concrete.structured_outputs)
         signatures[name] = tf.function(named, input_signature=specs).get_concrete_function()
     return signatures
+
+
+def _drop_empty_collection_items(graph):
+    """Remove `None` items from a function graph's collections.
+
+    A function graph inherits the collections of the eager context, where a
+    tokenizer's lookup tables leave `None` under `table_initializer`; the
+    freezing step exports a meta graph and printed "'NoneType' object has no
+    attribute 'name'" for each.
+    """
+    for key in graph.get_all_collection_keys():
+        items = graph.get_collection_ref(key)
+        items[:] = [item for item in items if item is not None]
 
 
 def _with_output_names(frozen, structure):
@@ -115,11 +150,13 @@ def _with_output_names(frozen, structure):
     return named
 
 
-def convert_to_tflite(model, *, cache_length=None, quantize="none"):
+def convert_to_tflite(model, *, tokenizer=None, cache_length=None, quantize="none"):
     """Convert a GPT to TFLite flatbuffer bytes with `prefill`/`decode`.
 
     Args:
         model: a `kerasllm.models.GPT`.
+        tokenizer: the tokenizer whose token bytes make the valid-UTF-8
+            mask. Defaults to `model.tokenizer`.
         cache_length: KV cache slots `S` (prompt + generated tokens). Defaults
             to `model.config.context_length`.
         quantize: `"none"` (float32), `"float16"` (weights stored as float16)
@@ -143,7 +180,18 @@ def convert_to_tflite(model, *, cache_length=None, quantize="none"):
             "cache_length must be an int in [2, context_length]. Received: "
             f"cache_length={cache_length!r}, context_length={context_length}"
         )
-    signatures = _frozen_signatures(model, cache_length)
+    from kerasllm.generation.utf8 import token_table
+
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError(
+            "The TFLite decode signature masks tokens that would break a UTF-8 "
+            "character, from the tokenizer's token bytes, but no tokenizer was "
+            "given and model.tokenizer is None. Pass tokenizer=... or load the "
+            "model with kerasllm.load(model_dir)."
+        )
+    table = token_table(tokenizer, model.config.vocab_size)
+    signatures = _frozen_signatures(model, cache_length, table)
     with tempfile.TemporaryDirectory() as tmp:
         # Several signatures convert only through a SavedModel; this one holds
         # no variables (the weights are constants already).
@@ -223,7 +271,9 @@ def export_tflite(
             f"{output_dir} already exists; pass overwrite=True (--overwrite) to replace it."
         )
     cache_length = cache_length or model.config.context_length
-    content = convert_to_tflite(model, cache_length=cache_length, quantize=quantize)
+    content = convert_to_tflite(
+        model, tokenizer=tokenizer, cache_length=cache_length, quantize=quantize
+    )
     ops = check_builtin_ops(content)
     with atomic_directory(output_dir) as staging:
         staging.chmod(0o755)  # mkdtemp's 0700 would hide it from other users
@@ -232,15 +282,17 @@ def export_tflite(
         (staging / TOKENIZER_DIR).chmod(0o755)
         config = {
             "format": "kerasllm-tflite",
-            "format_version": 1,
+            "format_version": 2,
             "cache_length": cache_length,
             "vocabulary_size": int(model.config.vocab_size),
             "end_token_id": int(tokenizer.end_token_id),
             "quantize": quantize,
             "num_layers": model.config.num_layers,
             "signatures": {
-                "prefill": "token_ids int32 [1, S], length int32 [] -> logits [1, V], kv_cache",
-                "decode": "token_id int32 [1, 1], position int32 [], kv_cache -> logits [1, V], kv_cache",
+                "prefill": "token_ids int32 [1, S], length int32 [] "
+                "-> logits [1, V], kv_cache, utf8_state [1, 3]",
+                "decode": "token_id int32 [1, 1], position int32 [], kv_cache, utf8_state "
+                "-> logits [1, V], kv_cache, utf8_state",
             },
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -311,8 +363,11 @@ class TFLiteGenerator:
                 Defaults to `True`.
 
         Returns:
-            `(list of int, "stop" | "length")`.
+            `(list of int, "stop" | "length")`; at the length limit, the ids
+            end at the last whole character.
         """
+        from kerasllm.tokenizers.streaming_decoder import StreamingDecoder
+
         token_ids = [int(i) for i in token_ids]
         length = len(token_ids)
         if length < 1:
@@ -330,18 +385,25 @@ class TFLiteGenerator:
         padded[0, :length] = token_ids
         out = self._prefill(token_ids=padded, length=np.array(length, np.int32))
         new_ids = []
+        text = StreamingDecoder(self.tokenizer)
+        whole = 0  # tokens up to the last one that completed a character
         position = length
         while True:
             next_id = int(np.argmax(out["logits"][0]))
             new_ids.append(next_id)
             if stop_at_end and next_id == self.end_token_id:
                 return new_ids, "stop"
+            text.push(next_id)
+            if not text.pending:
+                whole = len(new_ids)
             if len(new_ids) >= max_new_tokens or position >= self.cache_length:
-                return new_ids, "length"
+                # A character cut by the limit is left out.
+                return new_ids[:whole], "length"
             out = self._decode(
                 token_id=np.array([[next_id]], np.int32),
                 position=np.array(position, np.int32),
                 kv_cache=out["kv_cache"],
+                utf8_state=out["utf8_state"],
             )
             position += 1
 

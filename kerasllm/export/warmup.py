@@ -15,13 +15,14 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 WARMUP_DIR = "assets.extra"
 
 
-def warmup_requests(end_token_id, prompt="Hello", max_new_tokens=4):
+def warmup_requests(end_token_id, prompt="Hello", max_new_tokens=4, chat=False):
     """The warmup `PredictRequest`s' contents, one per signature.
 
     Args:
         end_token_id: an id valid for the `logits` signature.
         prompt: the text to generate from and to score. Defaults to `"Hello"`.
         max_new_tokens: tokens the warmup generation makes. Defaults to `4`.
+        chat: include a request for the `chat` signature. Defaults to `False`.
 
     Returns:
         A list of `(signature_name, {input_name: numpy array})`.
@@ -34,9 +35,23 @@ def warmup_requests(end_token_id, prompt="Hello", max_new_tokens=4):
                 "max_new_tokens": np.array([max_new_tokens], np.int32),
             },
         ),
+        ("generate", {"prompt": np.array([prompt.encode("utf-8")], dtype=object)}),
         ("score", {"text": np.array([prompt.encode("utf-8")], dtype=object)}),
         ("logits", {"token_ids": np.array([[end_token_id]], np.int32)}),
-    ]
+    ] + (
+        [
+            (
+                "chat",
+                {
+                    "role": np.array([[b"user"]], dtype=object),
+                    "content": np.array([[prompt.encode("utf-8")]], dtype=object),
+                    "max_new_tokens": np.array([max_new_tokens], np.int32),
+                },
+            )
+        ]
+        if chat
+        else []
+    )
 
 
 def write_warmup_file(saved_model_dir, model_name, end_token_id, **kwargs):
@@ -70,24 +85,3 @@ def write_warmup_file(saved_model_dir, model_name, end_token_id, **kwargs):
             writer.write(log.SerializeToString())
     return path
 
-
-def read_warmup_file(path):
-    """The requests in a warmup file, as `(signature, {input: numpy array})`.
-
-    Uses only TensorFlow and the `tensorflow_serving.apis` protos, the way the
-    model server reads it.
-    """
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    requests = []
-    for record in tf.data.TFRecordDataset(str(path)):
-        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        request = log.predict_log.request
-        requests.append(
-            (
-                request.model_spec.signature_name or "serving_default",
-                {k: tf.make_ndarray(v) for k, v in request.inputs.items()},
-            )
-        )
-    return requests

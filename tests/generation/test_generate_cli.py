@@ -73,3 +73,62 @@ def test_missing_model_dir(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_cli(capsys, "--model", tmp_path / "nope", "--prompt", "hi")
     assert "nope" in capsys.readouterr().err
+
+
+def test_flags_come_from_generation_options():
+    """Every option flag has GenerationOptions' default and choices, and
+    reaches the options object unchanged."""
+    import argparse
+    import dataclasses
+
+    from kerasllm.cli.generate import GENERATION_FLAGS, add_generation_flags, options_from_args
+    from kerasllm.generation import GenerationOptions
+
+    parser = argparse.ArgumentParser()
+    add_generation_flags(parser)
+    assert options_from_args(parser.parse_args([])) == {}  # nothing restated
+    args = parser.parse_args(
+        ["--strategy", "beam", "--length-penalty", "1.5", "--early-stopping",
+         "--no-valid-utf8", "--stop", "a", "b", "--num-beams", "3"]
+    )
+    options = GenerationOptions(**options_from_args(args))
+    assert (options.length_penalty, options.early_stopping, options.valid_utf8) == (1.5, True, False)
+    assert options.stop == ("a", "b") and options.num_beams == 3
+    fields = {f.name: f for f in dataclasses.fields(GenerationOptions)}
+    strategy = next(a for a in parser._actions if a.dest == "strategy")
+    assert tuple(strategy.choices) == fields["strategy"].metadata["choices"]
+    for name in GENERATION_FLAGS:
+        action = next(a for a in parser._actions if a.dest == name)
+        assert fields[name].metadata["help"] in action.help
+
+
+@pytest.mark.slow
+def test_chat_renders_the_template_and_stops_at_end_of_turn(model_dir, capsys):
+    from kerasllm.tokenizers.chat_template import IM_END, render_chat
+
+    code, out = run_cli(
+        capsys, "--model", model_dir, "--chat", "--system", "terse", "--prompt", "2+3=",
+        "--max-new-tokens", 6, "--json",
+    )
+    assert code == 0
+    [completion] = json.loads(out.out)["completions"]
+    messages = [{"role": "system", "content": "terse"}, {"role": "user", "content": "2+3="}]
+    assert completion["prompt"] == render_chat(messages, add_generation_prompt=True)
+    model = kerasllm.load(model_dir)
+    end_of_turn = model.tokenizer.token_to_id(IM_END)
+    [expected] = model.generate_ids(
+        [model.tokenizer.encode(completion["prompt"])], max_new_tokens=6,
+        stop_token_ids=[end_of_turn],
+    )
+    assert completion["token_ids"] == expected
+
+
+def test_stop_token_ids_end_a_row(model):
+    """An extra stop id ends a row as the end token does (not included)."""
+    [free] = model.generate_ids([[72, 101, 108]], max_new_tokens=8, end_token_id=None)
+    stop = free[3]
+    first = free.index(stop)
+    [stopped] = model.generate_ids(
+        [[72, 101, 108]], max_new_tokens=8, end_token_id=None, stop_token_ids=[stop]
+    )
+    assert stopped == free[:first]
