@@ -77,7 +77,20 @@ class RewardModel(keras.Model):
 
     @property
     def tokenizer(self):
+        """The backbone's tokenizer (attached by `kerasllm.load`)."""
         return self.backbone.tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, value):
+        self.backbone.tokenizer = value
+
+    @property
+    def metadata(self):
+        return self.__dict__.get("_kerasllm_metadata", {})
+
+    @metadata.setter
+    def metadata(self, value):
+        self.__dict__["_kerasllm_metadata"] = dict(value or {})
 
     def score(self, prompts, completions, batch_size=32):
         """Rewards of `prompt + completion` texts, as a NumPy array `(N,)`."""

@@ -100,9 +100,6 @@ def load_reward_model(path):
     model = kerasllm.load(path)
     if not isinstance(model, RewardModel):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a RewardModel.")
-    from kerasllm import tokenizers
-
-    model.backbone.tokenizer = tokenizers.load(pathlib.Path(path) / "tokenizer")
     return model
 
 

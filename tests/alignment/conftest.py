@@ -40,3 +40,22 @@ def preference_file(tmp_path_factory):
             lines.append({"prompt": f"{a} + {b} =", "chosen": f" {a + b} ok", "rejected": f" {a + b} dog"})
     path.write_text("".join(json.dumps(l) + "\n" for l in lines))
     return str(path)
+
+
+def ends_with_ok(record, text):
+    """A reward function for the tests: 1 when the completion contains 'ok'."""
+    return 1.0 if "ok" in text else 0.0
+
+
+@pytest.fixture(scope="session")
+def prompt_file(tmp_path_factory):
+    import json
+
+    path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"{a} + {a} ="}) + "\n" for a in range(12)))
+    return str(path)
+
+
+def text_length(record, text):
+    """A reward function that always varies: the completion's length in characters."""
+    return float(len(text))

@@ -1,0 +1,93 @@
+"""GRPO and PPO: short runs, the frozen reference, config errors."""
+
+import numpy as np
+import pytest
+
+from kerasllm.alignment import GRPOConfig, PPOConfig
+from kerasllm.alignment.config import ConfigError
+
+REWARD = "tests.alignment.conftest:ends_with_ok"
+
+
+def common(base_dir, prompt_file):
+    return {
+        "base": base_dir, "data": prompt_file, "reward_functions": [REWARD], "steps": 2,
+        "prompts_per_step": 2, "max_new_tokens": 4, "warmup_steps": 0, "log_every": 1,
+        "checkpoint_every": 2, "learning_rate": 1e-3,
+    }
+
+
+def test_grpo_run(tmp_path, base_dir, prompt_file):
+    import kerasllm
+    from kerasllm.alignment.grpo import grpo
+
+    overrides = {**common(base_dir, prompt_file), "group_size": 4, "kl_coefficient": 0.1,
+                 "updates_per_step": 2}
+    result = grpo({}, tmp_path / "grpo", overrides=overrides, verbose=0)
+    assert result["step"] == 2
+    for key in ("reward", "loss", "kl", "clip_fraction", "response_length"):
+        assert key in result["last"]
+    assert (tmp_path / "grpo" / "curves.png").is_file()
+    kerasllm.load(result["model_dir"])
+
+
+def test_ppo_run_never_changes_the_reference(tmp_path, base_dir, prompt_file, monkeypatch):
+    import kerasllm
+    from kerasllm.alignment import ppo as ppo_module
+
+    seen = {}
+    original = ppo_module.PPOStepper.__init__
+
+    def spy(self, policy, config, reward_fn, reference, *args, **kwargs):
+        seen["reference"] = reference
+        seen["before"] = [w.copy() for w in reference.get_weights()]
+        original(self, policy, config, reward_fn, reference, *args, **kwargs)
+
+    monkeypatch.setattr(ppo_module.PPOStepper, "__init__", spy)
+    overrides = {**common(base_dir, prompt_file), "ppo_epochs": 2, "minibatch_size": 1,
+                 "reward_functions": ["tests.alignment.conftest:text_length"],
+                 "kl_estimator": "k3", "kl_target": 1.0}
+    result = ppo_module.ppo({}, tmp_path / "ppo", overrides=overrides, verbose=0)
+    for key in ("reward", "kl", "entropy", "clip_fraction", "approx_kl", "value_loss", "ratio",
+                "response_length", "kl_coefficient"):
+        assert key in result["last"], key
+    after = seen["reference"].get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(seen["before"], after))
+    trained = kerasllm.load(result["model_dir"]).get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(seen["before"], trained))
+
+
+def test_adaptive_kl_controller_moves_towards_the_target():
+    from kerasllm.alignment.ppo import AdaptiveKLController
+
+    controller = AdaptiveKLController(0.1, target=1.0, horizon=100)
+    controller.update(kl=5.0, n_samples=10)
+    assert controller.value == pytest.approx(0.1 * 1.02)
+    controller.update(kl=0.1, n_samples=10)
+    assert controller.value < 0.1 * 1.02
+
+
+@pytest.mark.parametrize(
+    "cls,override,message",
+    [
+        (GRPOConfig, {"group_size": 1}, "group_size must be >= 2"),
+        (GRPOConfig, {"reward_functions": []}, "No reward source"),
+        (PPOConfig, {"reward_functions": []}, "No reward source"),
+        (PPOConfig, {"minibatch_size": 3}, "minibatch_size must divide"),
+        (PPOConfig, {"kl_estimator": "k9"}, "kl_estimator"),
+        (GRPOConfig, {"temperature": 0}, "temperature must be > 0"),
+    ],
+)
+def test_bad_configs(cls, override, message):
+    values = {"base": "m", "data": "p.jsonl", "reward_functions": ["tasks.verify"], **override}
+    with pytest.raises(ConfigError, match=message):
+        cls.from_dict(values)
+
+
+def test_reward_function_names():
+    from kerasllm.alignment.rollout import reward_function
+
+    verify = reward_function("tasks.verify")
+    assert verify({"task": "add", "answer": "5"}, " 5") == 1.0
+    with pytest.raises(ValueError, match="module:function"):
+        reward_function("nonsense")
