@@ -10,6 +10,11 @@ One training step (`model.fit`, mixed bf16, XLA) on random tokens, batch 16 x
   output, up, down);
 - `lora-qkv`: `apply_lora(model, rank=8, targets=["qkv"])`, PEFT's GPT-2
   default.
+- `lora-factored` (an experiment, not the package's code path): `lora`, with
+  `Dense.call` patched to compute `x @ W + (alpha/r) * (x @ A) @ B` instead of
+  Keras's `x @ (W + (alpha/r) * A @ B)`. Keras's form differentiates through
+  the merged kernel, so the backward pass still forms the full-size kernel
+  gradient; the factored form never does.
 
 Each method runs in its own process, so the device's peak memory
 (`peak_bytes_in_use` of JAX's allocator) is its own. Timing: a warm-up `fit`
@@ -36,7 +41,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from common import RESULTS_DIR, device_info, print_table, software_versions, write_results  # noqa: E402
 
-METHODS = ("full", "lora", "lora-qkv", "partial")
+METHODS = ("full", "lora", "lora-qkv", "partial", "lora-factored")
 
 
 def parse_args(argv=None):
@@ -46,7 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=20, help="Timed steps per epoch.")
     parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS[:4]), choices=METHODS)
     parser.add_argument("--dtype", default="mixed_bfloat16")
     parser.add_argument("--output", default=None, help="JSON path (default: results/lora_<device>.json).")
     parser.add_argument("--no-write", action="store_true")
@@ -59,6 +64,28 @@ def peak_device_bytes():
 
     stats = jax.devices()[0].memory_stats() or {}
     return stats.get("peak_bytes_in_use")
+
+
+def patch_factored_lora():
+    """`Dense.call` computing the LoRA term from the factors (see the docstring)."""
+    import keras
+    from keras import ops
+
+    keras_call = keras.layers.Dense.call
+
+    def call(self, inputs, training=None):
+        if not self.lora_enabled:
+            return keras_call(self, inputs, training=training)
+        dtype = self.compute_dtype
+        x = ops.matmul(inputs, ops.cast(self._kernel, dtype))
+        low = ops.matmul(ops.matmul(inputs, ops.cast(self.lora_kernel_a, dtype)),
+                         ops.cast(self.lora_kernel_b, dtype))
+        x = x + (self.lora_alpha / self.lora_rank) * low
+        if self.bias is not None:
+            x = x + self.bias
+        return self.activation(x) if self.activation is not None else x
+
+    keras.layers.Dense.call = call
 
 
 def measure(args):
@@ -74,7 +101,9 @@ def measure(args):
     model = GPT.from_preset(args.preset, dtype=args.dtype)
     if args.one == "partial":
         freeze_for_partial(model, trainable_blocks=2)
-    elif args.one == "lora":
+    elif args.one in ("lora", "lora-factored"):
+        if args.one == "lora-factored":
+            patch_factored_lora()
         apply_lora(model, rank=args.rank)
     elif args.one == "lora-qkv":
         apply_lora(model, rank=args.rank, targets=["qkv"])
