@@ -11,6 +11,7 @@ lazily for the active backend only.
 
 import keras
 
+from kerasllm.layers.dense import one_row_projections
 from kerasllm.layers.xla_decoding import xla_decoding
 
 
@@ -27,16 +28,28 @@ class CompiledFunction:
         fn: a function of tensors written with `keras.ops`.
         jit_compile: compile with XLA on TensorFlow (a plain graph otherwise).
             Defaults to `True`. JAX always compiles with XLA.
+        one_row_projections: under XLA on TensorFlow, trace the model's
+            projections (not the output head) in their one-row form
+            (`kerasllm.layers.dense.one_row_projections`). Defaults to `True`.
     """
 
-    def __init__(self, model, fn, jit_compile=True):
+    def __init__(self, model, fn, jit_compile=True, one_row_projections=True):
         self.trace_count = 0
         self.backend = keras.config.backend()
 
-        # Under XLA the layers may use in-place cache writes and XLA-friendly
-        # forms (`kerasllm.layers.xla_decoding`).
+        # Under XLA the layers may write the cache in place
+        # (`kerasllm.layers.xla_decoding`), and the projections take their
+        # one-row form where chosen.
         uses_xla = jit_compile or self.backend == "jax"
-        traced = _Traced(self, fn, uses_xla)
+        projections = []
+        if uses_xla and one_row_projections:
+            head = getattr(model, "lm_head", None)
+            projections = [
+                layer
+                for layer in model._flatten_layers(include_self=True)
+                if isinstance(layer, keras.layers.Dense) and layer is not head
+            ]
+        traced = _Traced(self, fn, uses_xla, projections)
 
         if self.backend == "tensorflow":
             import tensorflow as tf
@@ -66,17 +79,20 @@ class _Traced:
     retracing" warning on a closure's code, which every program shares.
     """
 
-    def __init__(self, owner, fn, uses_xla):
+    def __init__(self, owner, fn, uses_xla, projections):
         self.owner, self.fn, self.uses_xla = owner, fn, uses_xla
+        self.projections = projections
 
     def __call__(self, *args):
         self.owner.trace_count += 1
         if not self.uses_xla:
             return self.fn(*args)
-        with xla_decoding():
+        with xla_decoding(), one_row_projections(self.projections):
             return self.fn(*args)
 
 
-def compile_model_function(model, fn, jit_compile=True):
-    """Returns `CompiledFunction(model, fn, jit_compile)`."""
-    return CompiledFunction(model, fn, jit_compile=jit_compile)
+def compile_model_function(model, fn, jit_compile=True, one_row_projections=True):
+    """Returns `CompiledFunction(model, fn, jit_compile, one_row_projections)`."""
+    return CompiledFunction(
+        model, fn, jit_compile=jit_compile, one_row_projections=one_row_projections
+    )

@@ -82,6 +82,9 @@ class Generator:
         tokenizer: the tokenizer for text prompts. Defaults to
             `model.tokenizer` (attached by `kerasllm.load`).
         jit_compile: compile with XLA on TensorFlow. Defaults to `True`.
+        one_row_projections: under XLA on TensorFlow, trace the projections
+            in their one-row decoding form
+            (`kerasllm.layers.dense.one_row_projections`). Defaults to `True`.
 
     Example:
     ```python
@@ -92,10 +95,11 @@ class Generator:
     ```
     """
 
-    def __init__(self, model, tokenizer=None, jit_compile=True):
+    def __init__(self, model, tokenizer=None, jit_compile=True, one_row_projections=True):
         self.model = model
         self._tokenizer = tokenizer
         self.jit_compile = jit_compile
+        self.one_row_projections = one_row_projections
         self._programs = {}
 
     @property
@@ -262,7 +266,9 @@ class Generator:
 
     def _program(self, key, fn):
         if key not in self._programs:
-            self._programs[key] = compile_model_function(self.model, fn, self.jit_compile)
+            self._programs[key] = compile_model_function(
+                self.model, fn, self.jit_compile, self.one_row_projections
+            )
         return self._programs[key]
 
     def _buckets(self, ids, opts):

@@ -1,8 +1,14 @@
-"""`Dense`: `keras.layers.Dense` that decodes one row faster on TensorFlow.
+"""Dense projections: plain `keras.layers.Dense` in saved models, and a
+one-row form that the compiled decode programs select.
 
-Why a subclass: at batch-1 decoding every projection is a vector-matrix
-product, and XLA:CPU (TensorFlow 2.21) handles those poorly in two ways,
-measured on this 2-core machine:
+Models build `keras.layers.Dense` (`Dense` here is that class), so a `.keras`
+file holds only Keras's own layer. `one_row_projections(layers)` is entered
+by `kerasllm.generation.compile` while it traces a decode program for XLA on
+TensorFlow; inside it those layers compute a single row differently.
+
+Why: at batch-1 decoding every projection is a vector-matrix product, and
+XLA:CPU (TensorFlow 2.21) handles those poorly in two ways, measured on this
+2-core machine:
 
 - It fuses a small product with the bias add after it into one loop that
   runs on one core (a chain of (1, 768) x (768, 2304) products with bias
@@ -10,21 +16,18 @@ measured on this 2-core machine:
 - Its library product streams the weights faster when the contracted
   dimension is cut into blocks (see `_split_vector_matmul`).
 
-So while tracing inside `kerasllm.layers.xla_decoding.xla_decoding()` on
-TensorFlow, for a single row, the product is computed over row blocks of the
-kernel and the bias is added through a term that depends on the product's
-output, which keeps the two apart. Values are
-the same up to float summation order; weights, config, LoRA and quantization
-are Keras's own, and everything else (training, JAX, exports) runs
-`keras.layers.Dense.call` unchanged. JAX's newer XLA needs neither.
+So for a single row the product is computed over row blocks of the kernel
+and the bias is added through a term that depends on the product's output,
+which keeps the two apart. Values are the same up to float summation order;
+weights, config and LoRA are Keras's own. JAX's newer XLA needs neither.
 """
 
+import contextlib
 import math
 
 import keras
 from keras import ops
 
-from kerasllm.layers.xla_decoding import in_xla_decoding
 
 
 def _is_single_row(inputs):
@@ -62,22 +65,47 @@ def _split_vector_matmul(inputs, kernel):
     return ops.reshape(ops.sum(parts, axis=0), ops.shape(inputs)[:-1] + (units,))
 
 
-@keras.saving.register_keras_serializable(package="kerasllm")
-class Dense(keras.layers.Dense):
-    """`keras.layers.Dense`; see the module docstring for the one difference."""
+# What the layers build: Keras's own class, so saved models are plain Keras.
+Dense = keras.layers.Dense
 
-    def call(self, inputs, training=None):
-        if (
-            keras.config.backend() != "tensorflow"
-            or not in_xla_decoding()
-            or not _is_single_row(inputs)
-        ):
-            return super().call(inputs, training=training)
-        x = _split_vector_matmul(inputs, self.kernel)
-        if self.bias is not None:
+
+@keras.saving.register_keras_serializable(package="kerasllm", name="Dense")
+class LegacyDense(keras.layers.Dense):
+    """Loads `.keras` files that name `kerasllm>Dense` (`keras.layers.Dense`)."""
+
+
+def one_row_call(layer):
+    """`layer.call` for a `keras.layers.Dense`, in the one-row form where it applies."""
+    plain = type(layer).call.__get__(layer)
+
+    def call(inputs, training=None):
+        if not _is_single_row(inputs) or getattr(layer, "quantization_mode", None):
+            return plain(inputs, training=training)
+        x = _split_vector_matmul(inputs, layer.kernel)
+        if layer.bias is not None:
             # `ones` is computed from `x`, so XLA cannot fuse the product into the add.
             ones = ops.ones_like(x[..., :1])
-            x = ops.add(x, self.bias * ones)
-        if self.activation is not None:
-            x = self.activation(x)
+            x = ops.add(x, layer.bias * ones)
+        if layer.activation is not None:
+            x = layer.activation(x)
         return x
+
+    return call
+
+
+@contextlib.contextmanager
+def one_row_projections(layers):
+    """Inside, each of `layers` (`keras.layers.Dense`) computes one row in the
+    one-row form (TensorFlow only; a no-op elsewhere). Enter it while tracing
+    an XLA program, not around eager calls."""
+    if keras.config.backend() != "tensorflow":
+        yield
+        return
+    patched = [layer for layer in layers if "call" not in vars(layer)]
+    for layer in patched:
+        object.__setattr__(layer, "call", one_row_call(layer))
+    try:
+        yield
+    finally:
+        for layer in patched:
+            object.__delattr__(layer, "call")

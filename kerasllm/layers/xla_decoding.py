@@ -1,10 +1,11 @@
 """`xla_decoding()`: the context in which the compiled decode programs are traced.
 
 `kerasllm.generation.compile` enters it while tracing a program for XLA, so
-layers may pick forms that only pay off (or only work) there: the KV cache
-written in place (`ops.slice_update`, XLA-only on TensorFlow) and the
-one-row projections of `kerasllm.layers.dense.Dense`. Everything traced
-outside it (training, exports, plain graphs, eager calls) is unaffected.
+the attention may write its KV cache in place (`ops.slice_update`, an
+XLA-only op on TensorFlow, which a SavedModel or TFLite file cannot hold).
+Everything traced outside it (training, exports, plain graphs, eager calls)
+is unaffected. (The one-row projections are selected per model instead:
+`kerasllm.layers.dense.one_row_projections`.)
 """
 
 import contextlib
