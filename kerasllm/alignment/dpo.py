@@ -223,6 +223,7 @@ def dpo(config, output, *, overrides=None, resume=False, overwrite=False, callba
             steps_per_epoch=epoch_steps,
             epochs=config.steps // epoch_steps,
             initial_epoch=start_step // epoch_steps,
+            shuffle=False,  # the batches are shuffled (seeded, resumable) by _batches
             callbacks=run_callbacks,
             verbose=verbose,
         )

@@ -176,9 +176,11 @@ def prompt_records(config, tokenizer):
 
     data = config.data
     if isinstance(data, str) and data.startswith("tasks:"):
-        from kerasllm.tasks import make_split
+        from kerasllm.tasks import DEFAULT_TEST, make_split
 
-        split = make_split(data[len("tasks:"):], train=200, test=50, seed=config.seed)
+        # The suite's own test split (as fine-tuning and evaluate-tasks use
+        # it) stays held out: training prompts never include it.
+        split = make_split(data[len("tasks:"):], train=500, test=DEFAULT_TEST, seed=config.seed)
         from kerasllm.alignment.data import parse_prompt
 
         return [parse_prompt(r) for r in split["train"]], [parse_prompt(r) for r in split["test"]]

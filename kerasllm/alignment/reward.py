@@ -161,6 +161,7 @@ def reward(config, output, *, overrides=None, resume=False, overwrite=False, cal
             steps_per_epoch=epoch_steps,
             epochs=config.steps // epoch_steps,
             initial_epoch=start_step // epoch_steps,
+            shuffle=False,  # the batches are shuffled (seeded, resumable) by _batches
             callbacks=[
                 guard,
                 MetricsLog(output, "kerasllm reward", METRICS, start_step=start_step),
