@@ -30,6 +30,8 @@ wheels; Keras runs on JAX):
 
     . benchmarks/gpu_env.sh
     python3 benchmarks/nanogpt_quality.py --steps 2000 --output-dir $OUT
+    # the same with other weights and batches, to see the seed-to-seed spread:
+    python3 benchmarks/nanogpt_quality.py --seed 2 --tag seed2 --output-dir $OUT
 
     # CPU smoke test (TensorFlow or JAX backend, no PyTorch needed):
     python benchmarks/nanogpt_quality.py --steps 4 --eval-every 2 \
@@ -67,6 +69,8 @@ def parse_args(argv=None):
                         help="Bytes of the standard library to read, in MB. Defaults to 16.")
     parser.add_argument("--seed", type=int, default=1337, help="Data and weight seed. Defaults to 1337.")
     parser.add_argument("--output-dir", default="benchmarks/results")
+    parser.add_argument("--tag", default="",
+                        help="Appended to the result file name, e.g. seed2.")
     parser.add_argument("--no-write", action="store_true", help="Print only.")
     return parser.parse_args(argv)
 
@@ -293,7 +297,7 @@ def train_nanogpt(train, val, args):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        train_loss = float(loss)
+        train_loss = float(loss.detach())
         train_seconds += time.perf_counter() - began
         model.eval()
         with torch.no_grad(), autocast:
@@ -370,7 +374,8 @@ def main(argv=None):
         "results": results,
     }
     os.makedirs(args.output_dir, exist_ok=True)
-    path = os.path.join(args.output_dir, f"nanogpt_quality_{device['slug']}.json")
+    tag = f"_{args.tag}" if args.tag else ""
+    path = os.path.join(args.output_dir, f"nanogpt_quality_{device['slug']}{tag}.json")
     with open(path, "w") as f:
         json.dump(record, f, indent=1)
     print(f"wrote {path}")
