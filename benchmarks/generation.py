@@ -21,8 +21,17 @@ else (no attention, norms, cache or sampling). It is what XLA's own
 vector-matrix products allow on this machine; the decode step cannot be
 faster than it.
 
+With `--decode-forms`, kerasllm runs three ways, interleaved in one process:
+as shipped (valid-UTF-8 mask and one-row projections on), without the
+valid-UTF-8 mask (`kerasllm_no_utf8_mask`: the mask's cost per step), and
+with plain `keras.layers.Dense` projections under XLA
+(`kerasllm_plain_dense`: what the one-row form buys). The kerasllm rows
+decode through a stand-in byte-level tokenizer of the model's vocabulary
+size, so the mask runs over the whole vocabulary every step.
+
 Usage:
     python benchmarks/generation.py                     # TF backend, CPU
+    python benchmarks/generation.py --shapes baby --decode-forms --skip-keras-hub
     python benchmarks/generation.py --shapes baby --repeats 5
     python benchmarks/generation.py --backend jax       # e.g. on a GPU box
     python benchmarks/generation.py --no-xla            # TF: plain graph
@@ -63,6 +72,11 @@ def parse_args():
     parser.add_argument("--skip-keras-hub", action="store_true")
     parser.add_argument(
         "--skip-products-only", action="store_true", help="Skip the products-only ceiling."
+    )
+    parser.add_argument(
+        "--decode-forms",
+        action="store_true",
+        help="Also time kerasllm without the valid-UTF-8 mask and with plain Dense projections.",
     )
     parser.add_argument(
         "--output", default=str(pathlib.Path(__file__).parent / "results" / "generation.json")
@@ -143,16 +157,39 @@ def measure(impls, args):
     return results
 
 
-def setup_kerasllm(model, args):
+class StandInTokenizer:
+    """Byte-level token bytes for `vocab_size` ids: the 256 bytes, then pieces
+    of Japanese text cut at every byte offset (so some tokens start inside
+    a character and some end inside one, as in a real byte-level BPE)."""
+
+    def __init__(self, vocab_size):
+        text = "吾輩は猫である。名前はまだ無い。😀🎉 naïve café".encode("utf-8")
+        pieces = [text[i : i + n] for n in range(2, 7) for i in range(len(text) - n)]
+        self.vocabulary_size = vocab_size
+        self._bytes = [bytes([i]) for i in range(256)] + pieces
+        self.end_token_id = None
+
+    def token_bytes(self, token_id):
+        return self._bytes[token_id % len(self._bytes)]
+
+
+def setup_kerasllm(model, args, valid_utf8=True, one_row_projections=True):
     import numpy as np
 
     from kerasllm.generation import Generator
 
-    generator = Generator(model, jit_compile=not args.no_xla)
+    generator = Generator(
+        model,
+        tokenizer=StandInTokenizer(model.config.vocab_size),
+        jit_compile=not args.no_xla,
+        one_row_projections=one_row_projections,
+    )
     prompt = [list(np.random.default_rng(0).integers(0, 1000, args.prompt_length))]
 
     def generate(n):
-        return generator.complete(prompt, max_new_tokens=n, end_token_id=None)
+        return generator.complete(
+            prompt, max_new_tokens=n, end_token_id=None, valid_utf8=valid_utf8
+        )
 
     weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
     return {"parameters": model.count_params(), "weight_bytes": weights}, generate
@@ -278,6 +315,9 @@ def main():
 
         model = GPT.from_preset(shape, **SHAPES[shape])
         impls = {"kerasllm": setup_kerasllm(model, args)}
+        if args.decode_forms:
+            impls["kerasllm_no_utf8_mask"] = setup_kerasllm(model, args, valid_utf8=False)
+            impls["kerasllm_plain_dense"] = setup_kerasllm(model, args, one_row_projections=False)
         if not args.skip_products_only:
             impls["products_only"] = setup_products_only(model, args)
         if not args.skip_keras_hub:
@@ -295,6 +335,14 @@ def main():
             entry["speedup_vs_keras_hub"] = (
                 entry["kerasllm"]["decode_tokens_per_s"] / entry["keras_hub"]["decode_tokens_per_s"]
             )
+        if "kerasllm_no_utf8_mask" in entry:
+            step = {name: 1e3 / entry[name]["decode_tokens_per_s"] for name in entry
+                    if isinstance(entry[name], dict) and "decode_tokens_per_s" in entry[name]}
+            entry["utf8_mask_ms_per_step"] = step["kerasllm"] - step["kerasllm_no_utf8_mask"]
+            entry["one_row_projections_speedup"] = (
+                entry["kerasllm"]["decode_tokens_per_s"]
+                / entry["kerasllm_plain_dense"]["decode_tokens_per_s"]
+            )
         if "products_only" in entry:
             entry["products_only_fraction_of_bound"] = (
                 entry["products_only"]["decode_tokens_per_s"] / bound
@@ -305,15 +353,16 @@ def main():
             )
         results["shapes"][shape] = entry
 
-    header = f"{'shape':<10} {'impl':<13} {'params':>8} {'decode tok/s':>12} {'e2e tok/s':>10} {'TTFT ms':>8} {'compile s':>9}"
+    header = f"{'shape':<10} {'impl':<21} {'params':>8} {'decode tok/s':>12} {'e2e tok/s':>10} {'TTFT ms':>8} {'compile s':>9}"
     print(header)
     print("-" * len(header))
     for shape, entry in results["shapes"].items():
-        for impl in ("kerasllm", "products_only", "keras_hub"):
+        for impl in ("kerasllm", "kerasllm_no_utf8_mask", "kerasllm_plain_dense",
+                     "products_only", "keras_hub"):
             if impl not in entry:
                 continue
             r = entry[impl]
-            print(f"{shape:<10} {impl:<13} {r['parameters'] / 1e6:>7.1f}M "
+            print(f"{shape:<10} {impl:<21} {r['parameters'] / 1e6:>7.1f}M "
                   f"{r['decode_tokens_per_s']:>12.1f} {r['end_to_end_tokens_per_s']:>10.1f} "
                   f"{r['time_to_first_token_s'] * 1e3:>8.1f} {r['compile_s']:>9.1f}")
         line = (f"{shape:<10} bandwidth bound {entry['bandwidth_bound_tokens_per_s']:.1f} tok/s "
@@ -330,6 +379,10 @@ def main():
                            / entry["keras_hub"]["decode_tokens_per_s"])
                 line += f" (products-only ceiling: {ceiling:.1f}x)"
         print(line)
+        if "utf8_mask_ms_per_step" in entry:
+            print(f"{shape:<10} valid-UTF-8 mask: {entry['utf8_mask_ms_per_step']:+.3f} ms per "
+                  f"decode step; one-row projections: "
+                  f"{entry['one_row_projections_speedup']:.2f}x plain Dense")
     output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
