@@ -20,10 +20,11 @@ fast.
 
 import argparse
 import importlib
-import os
 import sys
 
 from kerasllm.cli.common import CommandError, emit_json, parse_set_overrides
+from kerasllm.cli.quiet import quiet_tensorflow_startup
+from kerasllm.data.atomic import OutputError
 from kerasllm.version import __version__
 
 __all__ = ["CommandError", "build_parser", "emit_json", "main", "parse_set_overrides"]
@@ -64,8 +65,9 @@ def build_parser():
 
 
 def main(argv=None):
-    # TensorFlow's C++ start-up chatter is not for the user of a CLI.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter (CUDA probes on a CPU machine) is
+    # not for the user of a CLI.
+    quiet_tensorflow_startup()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -75,6 +77,9 @@ def main(argv=None):
         result = args.func(args)
     except CommandError as error:
         parser.exit(2, f"kerasllm: error: {error}\n")
+    except OutputError as error:
+        # A refused or failed output (exists, disk full, read-only): one line.
+        parser.exit(1, f"kerasllm: error: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, "kerasllm: interrupted\n")
     return result or 0

@@ -18,9 +18,12 @@ def parse_set_overrides(pairs):
     """Parse `--set key=value` pairs into a dict, values read as YAML scalars.
 
     `--set num_layers=4` gives the int 4, `--set dropout=0.1` a float,
-    `--set tie_embeddings=false` a bool, `--set norm=rmsnorm` a string.
+    `--set tie_embeddings=false` a bool, `--set norm=rmsnorm` a string,
+    `--set learning_rate=3e-4` a float.
     """
     import yaml
+
+    from kerasllm.training.config import load_yaml
 
     overrides = {}
     for pair in pairs or []:
@@ -33,7 +36,7 @@ def parse_set_overrides(pairs):
         if not key:
             raise CommandError(f"--set has an empty key. Received: {pair!r}")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         overrides[key] = value
@@ -41,6 +44,23 @@ def parse_set_overrides(pairs):
 
 
 
+
+
+def check_utf8(text, flag):
+    """Raise `CommandError` unless `text` (from argv) is valid UTF-8.
+
+    Python keeps undecodable argv bytes as lone surrogates; no tokenizer can
+    encode them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raw = text.encode("utf-8", "surrogateescape")
+        raise CommandError(
+            f"{flag} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at offset "
+            f"{error.start}). Expected UTF-8 text. Received: {raw!r:.80}"
+        ) from None
+    return text
 
 
 def corpus_arguments(parser, split_default="all"):
@@ -118,5 +138,6 @@ def corpus_from_args(args):
 
 def data_errors():
     from kerasllm.data import CorpusError
+    from kerasllm.data.atomic import OutputError
 
-    return (CorpusError, FileNotFoundError, ValueError)
+    return (CorpusError, OutputError, FileNotFoundError, ValueError)

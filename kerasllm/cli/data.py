@@ -25,8 +25,13 @@ def _data_clean(args):
     import json as json_module
 
     from kerasllm.data import CleaningConfig, atomic_path, clean_documents
+    from kerasllm.data.atomic import check_output_file
 
+    report_path = args.report or _report_path(args.output)
     try:
+        # Both outputs are checked before the corpus is read.
+        check_output_file(args.output, overwrite=args.overwrite)
+        check_output_file(report_path, overwrite=args.overwrite)
         config = CleaningConfig(
             normalization=None if args.normalization == "none" else args.normalization,
             min_chars=args.min_chars,
@@ -39,14 +44,13 @@ def _data_clean(args):
         documents, report = clean_documents(corpus_from_args(args), config, stream=True)
         # Streamed to a temporary file and renamed at the end: an error in
         # the middle of the corpus leaves no half-written output.
-        with atomic_path(args.output) as tmp:
+        with atomic_path(args.output, overwrite=args.overwrite) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 for document in documents:
                     f.write(json_module.dumps({"text": document}, ensure_ascii=False) + "\n")
+        report.save(report_path)
     except data_errors() as error:
         raise CommandError(str(error)) from error
-    report_path = args.report or _report_path(args.output)
-    report.save(report_path)
     if args.json:
         emit_json({"output": args.output, "report": report_path, **report.to_dict()})
         return
@@ -85,8 +89,12 @@ def _data_cache(args):
     from kerasllm.data import CleaningConfig, TokenCache
     from kerasllm.tokenizers import load
 
+    from kerasllm.data.atomic import check_output_directory
+
     spec, reader_kwargs = corpus_spec(args)
     try:
+        # A cache directory is rebuilt in place; any other directory is not ours.
+        check_output_directory(args.output, overwrite=True, marker="token_cache.json", what="cache")
         tokenizer = load(args.tokenizer)
         cache = TokenCache.get_or_build(
             spec,
@@ -142,6 +150,11 @@ def add_commands(subparsers):
     clean.add_argument("--output", required=True, help="The cleaned .jsonl file to write.")
     clean.add_argument(
         "--report", help="Where to write the JSON report (default: OUTPUT.report.json)."
+    )
+    clean.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace existing output and report files (regular files only).",
     )
     clean.add_argument(
         "--normalization",

@@ -1,6 +1,13 @@
 """`kerasllm tokenizer`: train, encode, decode."""
 
-from kerasllm.cli.common import CommandError, emit_json, corpus_arguments, corpus_from_args, data_errors
+from kerasllm.cli.common import (
+    CommandError,
+    check_utf8,
+    corpus_arguments,
+    corpus_from_args,
+    data_errors,
+    emit_json,
+)
 
 
 def _load_tokenizer(directory):
@@ -21,6 +28,7 @@ def _tokenizer_train(args):
             kind=args.kind,
             vocab_size=args.vocab_size,
             output_dir=args.output,
+            overwrite=args.overwrite,
             sentencepiece_model_type=args.model_type,
             show_progress=not args.json,
         )
@@ -42,6 +50,8 @@ def _tokenizer_train(args):
 
 
 def _tokenizer_encode(args):
+    for text in args.text:
+        check_utf8(text, "--text")
     tokenizer = _load_tokenizer(args.tokenizer)
     ids = tokenizer.encode_batch(args.text)
     if args.json:
@@ -106,6 +116,11 @@ def add_commands(subparsers):
         help="SentencePiece model: unigram or bpe. Defaults to unigram.",
     )
     train.add_argument("--output", required=True, help="The tokenizer directory to write.")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing tokenizer directory (never a directory of other files).",
+    )
     train.set_defaults(func=_tokenizer_train)
 
     encode = tokenizer_sub.add_parser(

@@ -3,12 +3,14 @@
 import sys
 
 from kerasllm.cli.common import CommandError, emit_json, parse_set_overrides
+from kerasllm.cli.quiet import plain_progress
 
 
 def _pretrain(args):
     import contextlib
 
     from kerasllm.training import (
+        CheckpointError,
         ConfigError,
         OutputDirectoryError,
         TrainingDiverged,
@@ -21,7 +23,7 @@ def _pretrain(args):
     # to stderr with the logs.
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        with quiet:
+        with quiet, plain_progress():
             result = pretrain(
                 args.config,
                 args.output,
@@ -29,7 +31,7 @@ def _pretrain(args):
                 resume=args.resume,
                 overwrite=args.overwrite,
             )
-    except (ConfigError, OutputDirectoryError, FileNotFoundError) as error:
+    except (ConfigError, OutputDirectoryError, CheckpointError, FileNotFoundError) as error:
         raise CommandError(str(error)) from error
     except TrainingDiverged as error:
         print(f"kerasllm: {error}", file=sys.stderr)
@@ -94,7 +96,10 @@ def add_commands(subparsers):
         help="Continue the run in --output from its last checkpoint.",
     )
     mode.add_argument(
-        "--overwrite", action="store_true", help="Delete --output first and start over."
+        "--overwrite",
+        action="store_true",
+        help="Start over, replacing the run in --output (never other files). The "
+        "old run is deleted only when the new one completes.",
     )
     pretrain.add_argument(
         "--json", action="store_true", help="Print the result as one JSON object on stdout."

@@ -36,6 +36,11 @@ _CACHE_SAMPLE_CHARS = 64 * 2**20
 _SENTENCEPIECE_CHUNK_CHARS = 4096
 _SENTENCEPIECE_MAX_CHUNKS = 2_000_000
 
+# BPE trains on pre-tokenized pieces of at most this many characters.
+_MAX_PIECE_CHARS = 256
+# Seconds between progress lines while the trainer reads the corpus.
+_PROGRESS_SECONDS = 10.0
+
 
 def train_tokenizer(
     documents,
@@ -199,9 +204,14 @@ def _train_bpe(documents, vocab_size, special_tokens, directory, show_progress):
     tokenizer = Tokenizer(models.BPE())
     # Split with our RE2-safe pattern, then map bytes to GPT-2's alphabet
     # (use_regex=False: ByteLevel must not split again with its own regex).
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    # While training only, pieces longer than _MAX_PIECE_CHARS are cut: the
+    # trainer's time grows with the square of a piece's length (2 MB of "x"
+    # took many minutes), and no merge is longer than a cut piece anyway.
+    cap = pre_tokenizers.Split(
+        Regex(f"[\\s\\S]{{1,{_MAX_PIECE_CHARS}}}"), behavior="isolated"
     )
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, cap, byte_level])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -220,7 +230,11 @@ def _train_bpe(documents, vocab_size, special_tokens, directory, show_progress):
                 budget -= len(document)
             yield document
 
-    tokenizer.train_from_iterator(counted(documents), trainer=trainer)
+    tokenizer.train_from_iterator(
+        _progress(counted(documents), show_progress), trainer=trainer
+    )
+    # Saved with the real pre-tokenizer: encoding never cuts words.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
     if tokenizer.get_vocab_size() <= 256 + len(special_tokens):
         raise ValueError(
             "The corpus is empty or too small to learn any merge: got a "
@@ -295,8 +309,41 @@ def _train_sentencepiece(
     import sentencepiece
 
     model = io.BytesIO()
+    characters = set()
+
+    def chunks():
+        for chunk in _sentencepiece_chunks(documents):
+            characters.update(chunk)
+            yield chunk
+
+    try:
+        _run_sentencepiece_trainer(
+            sentencepiece, _progress(chunks(), show_progress), model, model_type,
+            vocab_size, special_tokens,
+        )
+    except RuntimeError as error:
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        if "required_chars" in message or "Vocabulary size is smaller" in message:
+            raise ValueError(
+                f"vocab_size={vocab_size} is too small for this corpus: SentencePiece "
+                f"keeps every one of its {len(characters):,} distinct characters as a "
+                f"piece, plus {len(special_tokens) + 1} special tokens and 256 bytes. "
+                "Use a larger vocab_size or kind='bpe'."
+            ) from None
+        if "empty" in message.lower() or not characters:
+            raise ValueError("The corpus is empty: SentencePiece found no text to train on.") from None
+        raise ValueError(f"SentencePiece training failed: {message}") from None
+    (directory / "spm.model").write_bytes(model.getvalue())
+    files.write_json(
+        directory / files.METADATA_FILE, _metadata("sentencepiece", special_tokens)
+    )
+
+
+def _run_sentencepiece_trainer(
+    sentencepiece, sentences, model, model_type, vocab_size, special_tokens
+):
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=_sentencepiece_chunks(documents),
+        sentence_iterator=sentences,
         model_writer=model,
         model_type=model_type,
         vocab_size=vocab_size,
@@ -321,9 +368,41 @@ def _train_sentencepiece(
         # The unigram trainer cannot reach every vocab_size on a small
         # corpus; a smaller vocabulary is better than a failure.
         hard_vocab_limit=False,
-        minloglevel=0 if show_progress else 2,
+        # Its INFO log is hundreds of lines; kerasllm shows its own progress.
+        minloglevel=2,
     )
-    (directory / "spm.model").write_bytes(model.getvalue())
-    files.write_json(
-        directory / files.METADATA_FILE, _metadata("sentencepiece", special_tokens)
+
+
+def _progress(documents, show):
+    """Pass `documents` through, printing a plain line of progress now and then.
+
+    Plain lines on stderr (no control codes), so a redirected log stays
+    readable; the trainers' own bars draw only on a terminal.
+    """
+    if not show:
+        yield from documents
+        return
+    import sys
+    import time
+
+    start = last = time.monotonic()
+    count = size = 0
+    for document in documents:
+        count += 1
+        size += len(document)
+        now = time.monotonic()
+        if now - last >= _PROGRESS_SECONDS:
+            last = now
+            print(
+                f"[kerasllm tokenizer] read {count:,} documents, {size / 1e6:,.1f} M "
+                f"characters ({now - start:,.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        yield document
+    print(
+        f"[kerasllm tokenizer] read {count:,} documents, {size / 1e6:,.1f} M characters; "
+        "learning the vocabulary...",
+        file=sys.stderr,
+        flush=True,
     )

@@ -22,6 +22,34 @@ class ConfigError(ValueError):
     """A pretraining config that cannot be run: bad key, type or value."""
 
 
+def yaml_loader():
+    """A YAML `SafeLoader` that reads `3e-4` and `1e3` as floats.
+
+    YAML 1.1 (PyYAML) wants a dot in a float (`3.0e-4`) and reads `3e-4` as
+    a string; people write learning rates the short way.
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return Loader
+
+
+def load_yaml(stream):
+    """`yaml.load` with `yaml_loader()`: a YAML document of configs."""
+    import yaml
+
+    return yaml.load(stream, Loader=yaml_loader())
+
+
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
     """Hyperparameters of `kerasllm.training.pretrain`.
@@ -268,6 +296,12 @@ class PretrainConfig:
         for key, value in (overrides or {}).items():
             if key.startswith("model."):
                 values["model"][key[len("model."):]] = value
+            elif key == "model" and not isinstance(value, dict):
+                raise ConfigError(
+                    "model must be dict (GPTConfig fields over the preset; set one "
+                    f"with model.<field>=...). Received: model={value!r} "
+                    f"({type(value).__name__})"
+                )
             else:
                 values[key] = value
         valid = cls.field_names()
@@ -290,7 +324,7 @@ class PretrainConfig:
 
         with open(path, encoding="utf-8") as f:
             try:
-                values = yaml.safe_load(f)
+                values = load_yaml(f)
             except yaml.YAMLError as error:
                 raise ConfigError(f"{path} is not valid YAML: {error}") from None
         try:
