@@ -24,7 +24,7 @@ demo: $(STAMP)
 # backend-agnostic packages again on JAX.
 test: $(STAMP)
 	$(PY) -m pytest -q tests
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not tf_only" tests/layers tests/models tests/training tests/generation
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not tf_only" tests/layers tests/models tests/training tests/generation tests/alignment/test_losses.py
 
 # Skip the tests marked slow.
 test-fast: $(STAMP)

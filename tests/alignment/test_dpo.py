@@ -31,6 +31,7 @@ def test_dpo_run_raises_the_margin_and_writes_a_model(tmp_path, base_dir, prefer
     assert run["status"] == "complete" and run["method"] == "dpo"
 
 
+@pytest.mark.slow
 def test_dpo_with_lora_keeps_the_base_and_saves_a_plain_model(tmp_path, base_dir, preference_file):
     import kerasllm
 

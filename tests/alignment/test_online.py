@@ -17,6 +17,7 @@ def common(base_dir, prompt_file):
     }
 
 
+@pytest.mark.slow
 def test_grpo_run(tmp_path, base_dir, prompt_file):
     import kerasllm
     from kerasllm.alignment.grpo import grpo
@@ -91,3 +92,16 @@ def test_reward_function_names():
     assert verify({"task": "add", "answer": "5"}, " 5") == 1.0
     with pytest.raises(ValueError, match="module:function"):
         reward_function("nonsense")
+
+
+@pytest.mark.slow
+def test_cli_dpo_json(tmp_path, base_dir, preference_file, capsys):
+    import json
+
+    from kerasllm.cli import main
+
+    main(["dpo", "--output", str(tmp_path / "cli"), "--json", "--config", "recipes/configs/alignment/dpo.yaml",
+          "--set", f"base={base_dir}", "--set", f"data={preference_file}", "--set", "steps=2",
+          "--set", "warmup_steps=0", "--set", "log_every=1", "--set", "checkpoint_every=2"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["step"] == 2 and result["model_dir"].endswith("model")
