@@ -19,18 +19,33 @@ from kerasllm.alignment.data import (
     load_prompts,
 )
 from kerasllm.alignment.dpo import DPOObjective, dpo
+from kerasllm.alignment.grpo import GRPOStepper, PolicyGradientObjective, grpo
+from kerasllm.alignment.heads import PolicyWithValue, RewardModel
+from kerasllm.alignment.ppo import PPOObjective, PPOStepper, ppo
+from kerasllm.alignment.reward import RewardObjective, load_reward_model, reward
 
 __all__ = [
     "ConfigError",
     "DPOConfig",
     "DPOObjective",
     "GRPOConfig",
+    "GRPOStepper",
     "PPOConfig",
+    "PPOObjective",
+    "PPOStepper",
+    "PolicyGradientObjective",
+    "PolicyWithValue",
     "PreferenceDataError",
     "PreferencePair",
     "RewardConfig",
+    "RewardModel",
+    "RewardObjective",
     "dpo",
     "encode_pairs",
+    "grpo",
     "load_preferences",
     "load_prompts",
+    "load_reward_model",
+    "ppo",
+    "reward",
 ]
