@@ -200,6 +200,7 @@ def test_failed_resume_keeps_the_previous_result(run_copy, run_config):
     assert record["step"] >= 6
 
 
+@pytest.mark.slow  # trains twice or more
 def test_a_run_that_failed_before_training_says_so_and_can_be_rerun(
     run_config, tmp_path, monkeypatch
 ):
@@ -430,6 +431,7 @@ def test_tensorboard_x_axis_is_the_optimizer_step(finished_run):
     assert steps == {3, 6}  # log_every=3: not the epoch indices 0, 1
 
 
+@pytest.mark.slow  # trains twice or more
 def test_progress_has_no_ansi_codes_when_redirected(cli, run_config, tmp_path):
     config = _yaml({**run_config, "steps": 3, "eval_every": 3}, tmp_path / "c.yaml")
     code, out, err = cli("pretrain", "--config", config, "--output", tmp_path / "run")
@@ -449,6 +451,7 @@ def test_no_cuda_probe_noise_on_the_command_line(tokenizer_dir):
     assert done.stderr == ""
 
 
+@pytest.mark.slow  # trains twice or more
 def test_resuming_a_finished_run_with_more_steps_keeps_the_schedule(run_copy, run_config, capfd):
     result = pretrain({**run_config, "steps": 9}, run_copy, resume=True, verbose=0)
     assert "learning-rate schedule is kept" in capfd.readouterr().err
