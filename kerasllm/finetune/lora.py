@@ -18,7 +18,8 @@ An adapter directory::
 
     DIR/
       kerasllm_adapter.json   rank, alpha, targets, layer paths, base fingerprint
-      adapter_weights.npz     lora_kernel_a / lora_kernel_b of each layer (no pickle)
+      adapter_weights.npz     lora_kernel_a / lora_kernel_b of each layer, and the
+                              weights of layers trained in full (a new head)
 
 Example:
 ```python
@@ -124,7 +125,33 @@ def lora_layers(model):
 # ---------------------------------------------------------------- enabling / removing
 
 
-def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS):
+def _fully_trained_layers(model, train):
+    """`(path, layer)` of the layers `train` names (see `apply_lora`)."""
+    if train is None:
+        backbone = getattr(model, "backbone", None)
+        if backbone is None:
+            return []
+        return [
+            (p, layer)
+            for p, layer in named_layers(model)
+            if "/" not in p and layer is not backbone and layer.weights
+        ]
+    train = [train] if isinstance(train, str) else list(train)
+    chosen = {}
+    for pattern in train:
+        hits = [(p, layer) for p, layer in named_layers(model) if _matches(p, pattern)]
+        hits = [(p, layer) for p, layer in hits if layer.weights]
+        if not hits:
+            raise ValueError(f"train pattern {pattern!r} matches no layer with weights.")
+        chosen.update(hits)
+    # A chosen layer inside another chosen one is covered by its parent.
+    return [
+        (p, layer) for p, layer in chosen.items()
+        if not any(p.startswith(q + "/") for q in chosen)
+    ]
+
+
+def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS, *, train=None):
     """Enables LoRA on the layers `targets` name and freezes every other weight.
 
     Calls Keras's `layer.enable_lora(rank, lora_alpha=alpha)` on each matched
@@ -144,6 +171,11 @@ def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS):
             Defaults to `rank` (scale 1, as PEFT's `lora_alpha=8` at `r=8`).
         targets: layer patterns (see `match_targets`). Defaults to
             `DEFAULT_TARGETS`, every projection of every block.
+        train: patterns of layers trained in full beside the adapter and
+            saved with it (PEFT's `modules_to_save`), e.g. a new head.
+            Defaults to `None`: for a model wrapping a `backbone` (a
+            `SequenceClassifier`), its own layers outside the backbone (the
+            head); otherwise none.
 
     Returns:
         The matched layer paths, a list of `str`.
@@ -166,6 +198,7 @@ def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS):
         )
     targets = [targets] if isinstance(targets, str) else list(targets)
     chosen = match_targets(model, targets)
+    trained = _fully_trained_layers(model, train)
 
     layers = [("", model)] + named_layers(model)
     saved = {
@@ -175,6 +208,9 @@ def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS):
     model.trainable = True  # cascades: every layer flag on, then freeze weights one by one
     for _, variable in named_weights(model):
         variable.trainable = False
+    for _, layer in trained:
+        for variable in layer.weights:
+            variable.trainable = True
     for _, layer in chosen:
         layer.enable_lora(rank, lora_alpha=alpha)
     model.__dict__[_STATE_KEY] = {
@@ -182,7 +218,14 @@ def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS):
         "alpha": alpha,
         "targets": targets,
         "layers": [p for p, _ in chosen],
+        "trained_layers": [p for p, _ in trained],
         "saved_trainable": saved,
+        # The fully trained layers' values before training, put back by unload.
+        "trained_before": {
+            path: ops.convert_to_numpy(v).copy()
+            for path, v in named_weights(model)
+            if _under(path, [p for p, _ in trained])
+        },
         "adapter": None,
     }
     _forget_compiled_generation(model)
@@ -203,9 +246,15 @@ def lora_config(model):
             "alpha": first.lora_alpha,
             "targets": [p for p, _ in found],
             "layers": [p for p, _ in found],
+            "trained_layers": [],
             "adapter": None,
         }
-    return {k: state[k] for k in ("rank", "alpha", "targets", "layers", "adapter")}
+    keys = ("rank", "alpha", "targets", "layers", "trained_layers", "adapter")
+    return {k: state[k] for k in keys}
+
+
+def _under(weight_path, layer_paths):
+    return any(weight_path.startswith(p + "/") for p in layer_paths)
 
 
 def _remove_lora(model, fold):
@@ -228,6 +277,10 @@ def _remove_lora(model, fold):
         layer._kernel.trainable = True
     state = model.__dict__.pop(_STATE_KEY, None)
     if state is not None:
+        if not fold:
+            for path, variable in named_weights(model):
+                if path in state["trained_before"]:
+                    variable.assign(state["trained_before"][path])
         saved = state["saved_trainable"]
         for (_, layer), flag in zip([("", model)] + named_layers(model), saved["layers"]):
             layer.trainable = flag  # parents first, so children's flags win
@@ -241,8 +294,10 @@ def unload_adapter(model):
     """Removes the LoRA factors: the model computes as its base again.
 
     The base weights are untouched (LoRA never trains them), so this is the
-    plain base model without reloading it; trainable flags return to what
-    they were before `apply_lora`. A model without LoRA is left as it is.
+    plain base model without reloading it; layers trained in full beside the
+    adapter (`train`) get their values from before `apply_lora` back, and
+    trainable flags return to what they were. A model without LoRA is left
+    as it is.
     """
     _remove_lora(model, fold=False)
 
@@ -274,11 +329,12 @@ def _forget_compiled_generation(model):
 # ---------------------------------------------------------------- fingerprints
 
 
-def base_fingerprint(model):
+def base_fingerprint(model, exclude=()):
     """What identifies the base an adapter belongs to: config and weights.
 
     Hashes every weight except the LoRA factors (for a LoRA layer its frozen
-    base kernel), by path, dtype, shape and bytes, so it is the same on
+    base kernel) and those of the layers under `exclude` (layers an adapter
+    trains in full), by path, dtype, shape and bytes, so it is the same on
     TensorFlow and JAX and for a model built here or loaded from disk.
 
     Returns:
@@ -287,7 +343,7 @@ def base_fingerprint(model):
     config = _model_config(model)
     digest = hashlib.sha256()
     for path, variable in sorted(named_weights(model), key=lambda item: item[0]):
-        if path.rsplit("/", 1)[-1] in LORA_WEIGHTS:
+        if path.rsplit("/", 1)[-1] in LORA_WEIGHTS or _under(path, exclude):
             continue
         array = np.ascontiguousarray(ops.convert_to_numpy(variable))
         digest.update(f"{path}|{array.dtype.str}|{array.shape}|".encode())
@@ -302,9 +358,16 @@ def _model_config(model):
     config = getattr(model, "config", None)
     if hasattr(config, "to_dict"):
         return {"class": type(model).__name__, **config.to_dict()}
-    config = dict(model.get_config())
-    config.pop("name", None)
-    return {"class": type(model).__name__, **json.loads(json.dumps(config, default=str))}
+    def unnamed(value):
+        # Layer names are auto-numbered per process ("gpt_3"): not part of the base.
+        if isinstance(value, dict):
+            return {k: unnamed(v) for k, v in value.items() if k != "name"}
+        if isinstance(value, list):
+            return [unnamed(v) for v in value]
+        return value
+
+    config = json.loads(json.dumps(model.get_config(), default=str))
+    return {"class": type(model).__name__, **unnamed(config)}
 
 
 def _describe(fingerprint):
@@ -341,6 +404,9 @@ def save_adapter(model, directory, *, overwrite=False):
     for path, layer in lora_layers(model):
         for name in LORA_WEIGHTS:
             arrays[f"{path}/{name}"] = ops.convert_to_numpy(getattr(layer, name))
+    for path, variable in named_weights(model):
+        if _under(path, config["trained_layers"]):
+            arrays[path] = ops.convert_to_numpy(variable)
     spec = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -348,7 +414,8 @@ def save_adapter(model, directory, *, overwrite=False):
         "alpha": config["alpha"],
         "targets": config["targets"],
         "layers": config["layers"],
-        "base_fingerprint": base_fingerprint(model),
+        "trained_layers": config["trained_layers"],
+        "base_fingerprint": base_fingerprint(model, exclude=config["trained_layers"]),
     }
     directory = pathlib.Path(directory)
     with atomic_directory(directory, overwrite=overwrite, marker=ADAPTER_FILE) as staging:
@@ -400,7 +467,8 @@ def load_adapter(model, directory):
     directory = pathlib.Path(directory)
     spec = read_adapter_config(directory)
     expected = spec["base_fingerprint"]
-    actual = base_fingerprint(model)
+    trained_layers = spec.get("trained_layers", [])
+    actual = base_fingerprint(model, exclude=trained_layers)
     if actual["id"] != expected["id"]:
         differing = sorted(
             key
@@ -426,11 +494,14 @@ def load_adapter(model, directory):
         and current["layers"] == spec["layers"]
         and current["rank"] == spec["rank"]
         and current["alpha"] == spec["alpha"]
+        and current["trained_layers"] == trained_layers
         and _STATE_KEY in model.__dict__
     )
     if not reusable:
         unload_adapter(model)
-        matched = apply_lora(model, spec["rank"], spec["alpha"], spec["targets"])
+        matched = apply_lora(
+            model, spec["rank"], spec["alpha"], spec["targets"], train=trained_layers
+        )
         if matched != spec["layers"]:
             unload_adapter(model)
             raise ValueError(
@@ -450,6 +521,14 @@ def load_adapter(model, directory):
                     f"{tuple(arrays[key].shape)}; the layer expects {tuple(variable.shape)}."
                 )
             variable.assign(arrays[key])
+    for path, variable in named_weights(model):
+        if _under(path, trained_layers):
+            if path not in arrays or tuple(arrays[path].shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"{directory / WEIGHTS_FILE} has no array {path!r} of shape "
+                    f"{tuple(variable.shape)}."
+                )
+            variable.assign(arrays[path])
     model.__dict__[_STATE_KEY]["adapter"] = str(directory)
     return spec
 

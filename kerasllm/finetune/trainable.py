@@ -45,7 +45,9 @@ def named_layers(model):
 
     Paths join layer names from the model down (`block_0/attention/qkv`),
     so they are the same for a model built here and one loaded from a
-    `.keras` file, whatever the model object's own (auto-numbered) name.
+    `.keras` file, whatever the model object's own (auto-numbered) name. A
+    wrapped model's `backbone` is called `backbone`, not by its name, for
+    the same reason (`backbone/block_0/attention/qkv`).
 
     Returns:
         A list of `(path, layer)`, parents before children.
@@ -57,7 +59,8 @@ def named_layers(model):
             if id(child) in seen:
                 continue
             seen.add(id(child))
-            path = prefix + child.name
+            name = "backbone" if child is getattr(layer, "backbone", None) else child.name
+            path = prefix + name
             found.append((path, child))
             walk(child, path + "/")
 

@@ -226,3 +226,31 @@ def test_generate_with_adapter(model_and_adapter, capsys):
     adapted = json.loads(capsys.readouterr().out)["completions"][0]["text"]
     expected = load_with_adapter(root / "base", root / "adapter").generate("def", max_new_tokens=8)
     assert adapted == expected
+
+
+def test_classifier_head_trains_beside_the_adapter_and_travels_with_it(tmp_path):
+    from kerasllm.finetune import SequenceClassifier
+
+    def classifier(head_seed):
+        backbone = small_gpt(seed=0)
+        keras.utils.set_random_seed(head_seed)
+        return SequenceClassifier(backbone, num_classes=1)
+
+    model = classifier(head_seed=1)
+    apply_lora(model, rank=2, targets=["qkv"])
+    assert lora_config(model)["trained_layers"] == ["head"]
+    trainable = {v.path.split("/")[-1] for v in model.trainable_weights}
+    assert trainable == {"lora_kernel_a", "lora_kernel_b", "kernel", "bias"}
+    head_before = ops.convert_to_numpy(model.head.kernel).copy()
+    randomize_lora(model, seed=1)
+    model.head.kernel.assign(head_before + 1.0)  # as training would move it
+    expected = ops.convert_to_numpy(model(IDS))
+    save_adapter(model, tmp_path / "reward")
+    with np.load(tmp_path / "reward" / "adapter_weights.npz") as stored:
+        assert {"head/kernel", "head/bias"} <= set(stored.files)
+
+    other = classifier(head_seed=2)  # same backbone, another head: the same base
+    load_adapter(other, tmp_path / "reward")
+    assert_close(other(IDS), expected, atol=1e-6)
+    unload_adapter(model)
+    assert_close(model.head.kernel, head_before, atol=0.0)
