@@ -77,10 +77,11 @@ class CausalSelfAttention(keras.layers.Layer):
     which those kernels accept.
 
     The same layer runs a whole sequence or continues one from a fixed-size
-    key/value cache: pass `cache` `(batch, 2, max_length, num_kv_heads,
-    head_dim)` and `cache_update_index` (where the new tokens' keys and values
-    go); the call then returns `(outputs, updated_cache)` and each new token
-    attends to every cache slot up to its own position.
+    key/value cache: pass `cache` `(batch, 2, num_kv_heads, max_length,
+    head_dim)` (keys and values, heads-major) and `cache_update_index` (where
+    the new tokens' keys and values go); the call then returns
+    `(outputs, updated_cache)` and each new token attends to every cache slot
+    up to its own position.
 
     Dropout is applied to the output (residual dropout). Attention-probability
     dropout is not offered: fused attention kernels do not support it.
@@ -119,10 +120,12 @@ class CausalSelfAttention(keras.layers.Layer):
     Example:
     ```python
     attention = kerasllm.layers.CausalSelfAttention(num_heads=4, num_kv_heads=2)
-    x = keras.random.normal((2, 10, 64))
-    y = attention(x)                                   # full sequence
-    cache = keras.ops.zeros((2, 2, 16, 2, 16))
+    x = keras.random.normal((2, 10, 64))             # head_dim = 64 / 4 = 16
+    y = attention(x)                                 # full sequence
+    cache = keras.ops.zeros((2, 2, 2, 16, 16))       # (B, k/v, K, S, D)
     y, cache = attention(x, cache=cache, cache_update_index=0)  # prefill
+    step = keras.random.normal((2, 1, 64))
+    y, cache = attention(step, cache=cache, cache_update_index=10)  # one token
     ```
     """
 

@@ -65,9 +65,10 @@ def load_keras_hub_gpt2_weights(model, backbone):
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=1000, num_layers=2, num_heads=4, hidden_dim=64,
         intermediate_dim=256, max_sequence_length=128)
-    model = GPT(GPTConfig(vocab_size=1000, context_length=128, num_layers=2,
-                          num_heads=4, hidden_dim=64, intermediate_dim=256))
-    load_keras_hub_gpt2_weights(model, backbone)
+    model = kerasllm.models.GPT(kerasllm.models.GPTConfig(
+        vocab_size=1000, context_length=128, num_layers=2, num_heads=4,
+        hidden_dim=64, intermediate_dim=256))
+    kerasllm.models.load_keras_hub_gpt2_weights(model, backbone)
     ```
     """
     config = model.config
