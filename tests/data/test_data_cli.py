@@ -73,3 +73,12 @@ def test_data_cache_builds_then_reuses(tmp_path, capsys):
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["fingerprint"] == first["fingerprint"]
     assert (tmp_path / "cache" / "tokens.npy").stat().st_mtime_ns == written  # reused
+    # A directory of other files is never turned into a cache.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep")
+    foreign = argv[:-3] + ["--output", str(tmp_path / "notes"), "--json"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(foreign)
+    assert exit_info.value.code == 2
+    assert "not written by kerasllm" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["todo.txt"]
