@@ -425,9 +425,10 @@ def _validation_batches(config, val_cache, context_length):
     if config.eval_batches is None or config.eval_batches <= available:
         return drop_remainder, config.eval_batches
     _log(
-        f"The validation split holds {available} batch(es) of {config.batch_size} x "
-        f"{context_length} tokens ({val_cache.num_tokens:,} tokens), fewer than "
-        f"eval_batches={config.eval_batches}: each validation pass uses {available}."
+        f"The validation split holds {available} batch(es) ({windows} windows of "
+        f"{context_length} tokens, batch_size={config.batch_size}; "
+        f"{val_cache.num_tokens:,} tokens), fewer than eval_batches="
+        f"{config.eval_batches}: each validation pass uses {available}."
     )
     return drop_remainder, available
 
