@@ -15,9 +15,9 @@ broken markup, decodes every entity) and walks the tree once:
     br           a line break inside the paragraph
 
 It is a small walker rather than a boilerplate remover such as trafilatura:
-on documentation pages it keeps every paragraph and every `<pre>` block
-exactly, is about twice as fast, and gives the same text on every version
-(docs/data.md#html-and-markdown has the measurement).
+on documentation it keeps every paragraph and every `<pre>` block exactly,
+is faster, and gives the same text on every version (docs/data.md#html-and-markdown
+has the comparison).
 """
 
 import re
