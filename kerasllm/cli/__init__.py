@@ -42,6 +42,8 @@ COMMAND_GROUPS = [
     "generate",
     "serve",
     "feedback",
+    "serve",
+    "feedback",
     "lora",
     "route",
 ]

@@ -160,25 +160,56 @@ class GeneratorEngine(Engine):
         return results
 
     def stream(self, request):
+        run = {}
+        original = type(self.generator)._run_decode
+
+        def capture(*args, **kwargs):
+            run["run"] = original(self.generator, *args, **kwargs)
+            return run["run"]
+
+        # The decode run holds the row's stop reason and token count; the
+        # public `stream` hands out text only. The run is made during the
+        # first step, which holds `self.lock`: only this stream can be in it.
+        inner = self.generator.stream(request.prompt, **self._options(request))
         pieces = []
         try:
-            for piece in self.generator.stream(request.prompt, **self._options(request)):
+            self.generator._run_decode = capture
+            try:
+                piece = next(inner, None)
+            finally:
+                self.generator.__dict__.pop("_run_decode", None)
+            while piece is not None:
                 pieces.append(piece)
                 yield piece
+                piece = next(inner, None)
         except ValueError as error:
             raise invalid(str(error)) from error
+        finally:
+            inner.close()
         text = "".join(pieces)
-        # `Generator.stream` hands out text only; the token count is the
-        # text's re-encoding, which equals the generated count for text that
-        # round-trips (the usual case) and is within a token or two otherwise.
-        completion_tokens = len(self.tokenizer.encode(text)) if text else 0
-        finish = "length" if completion_tokens >= request.max_tokens else "stop"
+        finish, count = self._stream_outcome(run.get("run"), text, request)
         return GenerationResult(
             text=text,
             finish_reason=finish,
             prompt_tokens=self.count_tokens(request.prompt),
-            completion_tokens=min(completion_tokens, request.max_tokens),
+            completion_tokens=count,
         )
+
+    def _stream_outcome(self, run, text, request):
+        """`(finish_reason, completion tokens)` of a finished stream."""
+        from kerasllm.generation import decode_loop
+
+        try:
+            _, lengths, reasons = run.result
+            row = run.rows[0]
+            if row.stopped:
+                return "stop", int(row.num_tokens)
+            reason = decode_loop.STOP_REASONS[int(reasons[0])]
+            return FINISH_REASONS.get(reason, "stop"), int(lengths[0])
+        except (AttributeError, TypeError, IndexError, KeyError):
+            # Without the run's record, the text's re-encoding is the count.
+            count = min(len(self.tokenizer.encode(text)) if text else 0, request.max_tokens)
+            return ("length" if count >= request.max_tokens else "stop"), count
 
 
 class SignatureEngine(Engine):

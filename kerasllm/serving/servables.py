@@ -149,7 +149,7 @@ class SavedModelServable(Servable):
         # The signatures check lengths in the graph; the context is not stated.
         self.context_length = None
         self.engine = None
-        for name in ("generate", "serving_default"):
+        for name in ("serving_default", "generate"):
             signature = self.signature_defs.get(name)
             if signature is not None and "prompt" in signature.inputs and "text" in signature.outputs:
                 from kerasllm.serving.engines import SignatureEngine

@@ -98,12 +98,29 @@ def serve(state, *, host="127.0.0.1", rest_port=8501, grpc_port=8500, log_level=
             ready(port, grpc_server.port if grpc_server else None)
 
         server.startup = startup
+    _keep_running_after_signals()
     try:
         server.run()
     finally:
         if grpc_server is not None:
             grpc_server.stop(grace=state.config.shutdown_timeout).wait()
         state.manager.close()
+
+
+def _keep_running_after_signals():
+    """Let `serve` finish its own shutdown after uvicorn's.
+
+    uvicorn drains HTTP on SIGTERM / SIGINT, restores the previous handlers and
+    raises the signal again; with the default handlers that would end the
+    process before the gRPC server drains and the models unload. Handlers that
+    do nothing make that second delivery harmless (main thread only).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
 
 
 class BackgroundServer:

@@ -97,7 +97,8 @@ def decode_predict_body(body, signature_def):
     return {required[0]: _array(inputs, required[0])}, "columnar"
 
 
-def _json(array, name):
+def tensor_json(array, name):
+    """A numpy array as TF Serving's JSON (strings as text, `*_bytes` outputs as b64)."""
     array = np.asarray(array)
     if array.dtype == object or array.dtype.kind in "SU":
         as_b64 = name.endswith("_bytes")
@@ -120,8 +121,8 @@ def encode_predict_outputs(outputs, layout):
     if layout == "columnar":
         if len(outputs) == 1:
             [(name, value)] = outputs.items()
-            return {"outputs": _json(value, name)}
-        return {"outputs": {k: _json(v, k) for k, v in outputs.items()}}
+            return {"outputs": tensor_json(value, name)}
+        return {"outputs": {k: tensor_json(v, k) for k, v in outputs.items()}}
     sizes = {k: (np.asarray(v).shape[:1] or (None,))[0] for k, v in outputs.items()}
     batch = set(sizes.values())
     if len(batch) != 1 or None in batch:
@@ -131,7 +132,7 @@ def encode_predict_outputs(outputs, layout):
         )
     if len(outputs) == 1:
         [(name, value)] = outputs.items()
-        return {"predictions": _json(value, name)}
-    columns = {k: _json(v, k) for k, v in outputs.items()}
+        return {"predictions": tensor_json(value, name)}
+    columns = {k: tensor_json(v, k) for k, v in outputs.items()}
     rows = batch.pop()
     return {"predictions": [{k: columns[k][i] for k in columns} for i in range(rows)]}
