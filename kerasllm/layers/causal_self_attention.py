@@ -18,8 +18,8 @@ def write_to_cache(cache, update, index):
     run, so outside the compiled decode programs (`xla_decoding()`: exports,
     plain graphs, eager) the slots are selected with `where` from a gathered
     copy of the update instead: plain TF ops, the same result, but every
-    step reads and writes the whole cache (measured on gpt2-124m: 1.1 ms of
-    a 17 ms CPU decode step).
+    step reads and writes the whole cache (docs/performance.md has the
+    cost).
     """
     index = ops.cast(index, "int32")
     if keras.config.backend() != "tensorflow" or in_xla_decoding():
@@ -48,8 +48,7 @@ def cached_attention(query, keys, values, mask):
     The cache is stored heads-major so that both products take it as it is
     (batch dimensions `B, K` first): `ops.dot_product_attention` wants
     `(B, S, K, D)`, and XLA:CPU transposed the whole cache to and from it
-    every step (1.4 ms of a 17 ms gpt2-124m CPU decode step; 0.5 ms of
-    slicing remains). Scores and softmax are float32, as in
+    every step (docs/performance.md, CPU generation). Scores and softmax are float32, as in
     `ops.dot_product_attention`.
     """
     batch, seq_len, heads, head_dim = ops.shape(query)
@@ -227,7 +226,7 @@ class CausalSelfAttention(keras.layers.Layer):
         qkv = self.qkv(inputs)  # (B, T, (H + 2K) * D)
         # ops.split, not slicing: the gradient of a split is one concat, while
         # TensorFlow's slice gradient (StridedSliceGrad) writes each part into
-        # a zero tensor of the full width (7% of a CPU training step).
+        # a zero tensor of the full width (docs/performance.md, CPU training).
         q, k, v = ops.split(
             qkv, [heads * head_dim, (heads + kv_heads) * head_dim], axis=-1
         )
