@@ -24,13 +24,12 @@ from kerasllm.alignment.config import DPOConfig
 from kerasllm.alignment.losses import dpo_loss, sequence_log_probs
 from kerasllm.alignment.run import (
     MetricsLog,
+    diverged,
     load_policy,
     log,
     make_optimizer,
     prepare_output,
-    resume_checkpoint,
     save_policy,
-    write_run,
 )
 from kerasllm.training.callbacks import NonFiniteGuard, StepCheckpoint
 
@@ -164,9 +163,15 @@ def dpo(config, output, *, overrides=None, resume=False, overwrite=False, callba
     """
     started = time.perf_counter()
     output = pathlib.Path(output)
-    config = prepare_output(output, DPOConfig, config, overrides, resume=resume, overwrite=overwrite)
+    config, run = prepare_output(
+        output, DPOConfig, config, overrides, resume=resume, overwrite=overwrite, method="dpo"
+    )
+    with run.session(config.to_dict()):
+        return _train_dpo(config, output, run, callbacks, verbose, started)
+
+
+def _train_dpo(config, output, run, callbacks, verbose, started):
     keras.utils.set_random_seed(config.seed)
-    write_run(output, config, "running", method="dpo")
 
     policy = load_policy(config)
     tokenizer = policy.tokenizer
@@ -202,7 +207,7 @@ def dpo(config, output, *, overrides=None, resume=False, overwrite=False, callba
         return objective.evaluate(eval_arrays, batch_size=config.batch_size, verbose=0, return_dict=True)
 
     before = evaluate()
-    start_step = resume_checkpoint(objective, output, resume)
+    start_step = run.restore(objective)
     epoch_steps = math.gcd(config.log_every, config.checkpoint_every, config.steps)
     guard = NonFiniteGuard()
     run_callbacks = [
@@ -228,10 +233,7 @@ def dpo(config, output, *, overrides=None, resume=False, overwrite=False, callba
             verbose=verbose,
         )
     if guard.diverged_at is not None:
-        write_run(output, config, "diverged", step=guard.diverged_at, method="dpo")
-        from kerasllm.training import TrainingDiverged
-
-        raise TrainingDiverged(guard.message)
+        diverged(run, guard.diverged_at, guard.message)
     after = evaluate()
     step = int(ops.convert_to_numpy(objective.optimizer.iterations))
     result = {
@@ -246,7 +248,7 @@ def dpo(config, output, *, overrides=None, resume=False, overwrite=False, callba
     }
     result["model_dir"] = str(save_policy(policy, output, "dpo", config, result))
     result["seconds"] = round(time.perf_counter() - started, 1)
-    write_run(output, config, "complete", step=step, result=result, method="dpo")
+    run.complete(result)
     if after:
         log(
             f"Done: held-out reward accuracy {before.get('rewards_accuracies', 0):.3f} -> "

@@ -15,6 +15,7 @@ Watch the reward instead.
 """
 
 import pathlib
+import shutil
 import time
 
 import keras
@@ -32,15 +33,14 @@ from kerasllm.alignment.losses import (
 )
 from kerasllm.alignment.run import (
     MetricsLog,
+    diverged,
     load_policy,
     log,
     make_optimizer,
     prepare_output,
-    resume_checkpoint,
     save_policy,
-    write_run,
 )
-from kerasllm.training.callbacks import write_checkpoint
+from kerasllm.training.callbacks import list_checkpoints, write_checkpoint
 
 TRAIN_METRICS = ("loss", "clip_fraction", "approx_kl", "ratio", "kl")
 
@@ -234,9 +234,15 @@ def grpo(config, output, *, overrides=None, resume=False, overwrite=False, verbo
 def _online(config_cls, method, config, output, overrides, resume, overwrite, verbose):
     started = time.perf_counter()
     output = pathlib.Path(output)
-    config = prepare_output(output, config_cls, config, overrides, resume=resume, overwrite=overwrite)
+    config, run = prepare_output(
+        output, config_cls, config, overrides, resume=resume, overwrite=overwrite, method=method
+    )
+    with run.session(config.to_dict()):
+        return _train_online(config, output, run, method, verbose, started)
+
+
+def _train_online(config, output, run, method, verbose, started):
     keras.utils.set_random_seed(config.seed)
-    write_run(output, config, "running", method=method)
     policy = load_policy(config)
     tokenizer = policy.tokenizer
     train_records, eval_records = prompt_records(config, tokenizer)
@@ -256,7 +262,7 @@ def _online(config_cls, method, config, output, overrides, resume, overwrite, ve
     prompt_ids = [list(tokenizer.encode(r["prompt"]))[-budget:] for r in train_records]
 
     before = online_accuracy(policy, eval_records, reward_fn, config, end_token_id)
-    start_step = resume_checkpoint(stepper.objective, output, resume)
+    start_step = run.restore(stepper.objective)
     metrics_log = MetricsLog(output, f"kerasllm {method}", start_step=start_step)
     rng = np.random.default_rng(config.seed)
     orders = [rng.permutation(len(train_records)) for _ in range(1 + config.steps * config.prompts_per_step // len(train_records))]
@@ -269,10 +275,8 @@ def _online(config_cls, method, config, output, overrides, resume, overwrite, ve
             [train_records[i] for i in chosen], [prompt_ids[i] for i in chosen], seed=config.seed + 7919 * step
         )
         if not np.isfinite(metrics["loss"]):
-            write_run(output, config, "diverged", step=step + 1, method=method)
-            from kerasllm.training import TrainingDiverged
-
-            raise TrainingDiverged(f"The loss became {metrics['loss']} at step {step + 1}.")
+            diverged(run, step, f"The loss became {metrics['loss']} at step {step + 1}; "
+                     "the last good checkpoint is kept. Try a lower learning_rate.")
         for key, value in metrics.items():
             sums[key] = sums.get(key, 0.0) + value
         done = step + 1
@@ -289,9 +293,6 @@ def _online(config_cls, method, config, output, overrides, resume, overwrite, ve
                 )
         if done % config.checkpoint_every == 0 or done == config.steps:
             write_checkpoint(stepper.objective, output / "checkpoints", done)
-            from kerasllm.training.callbacks import list_checkpoints
-            import shutil
-
             for _, old in list_checkpoints(output / "checkpoints")[: -config.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
     metrics_log.plot()
@@ -305,6 +306,6 @@ def _online(config_cls, method, config, output, overrides, resume, overwrite, ve
     }
     result["model_dir"] = str(save_policy(policy, output, method, config, result))
     result["seconds"] = round(time.perf_counter() - started, 1)
-    write_run(output, config, "complete", step=config.steps, result=result, method=method)
+    run.complete(result)
     log(f"Done. Held-out reward {before} -> {after}. Model: {result['model_dir']}", method)
     return result

@@ -25,12 +25,11 @@ from kerasllm.alignment.heads import RewardModel
 from kerasllm.alignment.losses import bradley_terry_loss
 from kerasllm.alignment.run import (
     MetricsLog,
+    diverged,
     load_policy,
     log,
     make_optimizer,
     prepare_output,
-    resume_checkpoint,
-    write_run,
 )
 from kerasllm.training.callbacks import NonFiniteGuard, StepCheckpoint
 
@@ -121,9 +120,15 @@ def reward(config, output, *, overrides=None, resume=False, overwrite=False, cal
     """
     started = time.perf_counter()
     output = pathlib.Path(output)
-    config = prepare_output(output, RewardConfig, config, overrides, resume=resume, overwrite=overwrite)
+    config, run = prepare_output(
+        output, RewardConfig, config, overrides, resume=resume, overwrite=overwrite, method="reward"
+    )
+    with run.session(config.to_dict()):
+        return _train_reward(config, output, run, callbacks, verbose, started)
+
+
+def _train_reward(config, output, run, callbacks, verbose, started):
     keras.utils.set_random_seed(config.seed)
-    write_run(output, config, "running", method="reward")
     backbone = load_policy(config)
     tokenizer = backbone.tokenizer
     max_length = min(config.max_length, backbone.config.context_length - 1)
@@ -147,7 +152,7 @@ def reward(config, output, *, overrides=None, resume=False, overwrite=False, cal
         return {k: round(float(v), 5) for k, v in metrics.items()}
 
     before = evaluate()
-    start_step = resume_checkpoint(objective, output, resume)
+    start_step = run.restore(objective)
     epoch_steps = math.gcd(config.log_every, config.checkpoint_every, config.steps)
     guard = NonFiniteGuard()
     log(
@@ -171,10 +176,7 @@ def reward(config, output, *, overrides=None, resume=False, overwrite=False, cal
             verbose=verbose,
         )
     if guard.diverged_at is not None:
-        from kerasllm.training import TrainingDiverged
-
-        write_run(output, config, "diverged", step=guard.diverged_at, method="reward")
-        raise TrainingDiverged(guard.message)
+        diverged(run, guard.diverged_at, guard.message)
     after = evaluate()
     step = int(ops.convert_to_numpy(objective.optimizer.iterations))
     result = {
@@ -192,7 +194,7 @@ def reward(config, output, *, overrides=None, resume=False, overwrite=False, cal
     kerasllm.save(model, model_dir, tokenizer=tokenizer, metadata=metadata, overwrite=True)
     result["model_dir"] = str(model_dir)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    write_run(output, config, "complete", step=step, result=result, method="reward")
+    run.complete(result)
     if after:
         log(f"Done: held-out pairwise accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}. "
             f"Model: {model_dir}", "reward")  # fmt: skip

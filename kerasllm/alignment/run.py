@@ -9,32 +9,29 @@ Layout of `OUTPUT/` (as pretraining's)::
     checkpoints/    step-XXXXXXXX/ (weights + optimizer state), the last few
     model/          the trained model directory (`kerasllm.load`)
 
-`prepare_output` checks the directory against the run asked for (refusing to
-overwrite a different run without `overwrite=True`, continuing one with
-`resume=True`); `MetricsLog` writes the CSV, the PNG and TensorBoard.
+`prepare_output` checks the directory against the run asked for through the
+`RunDirectory` that pretraining and fine-tuning share (refusing to replace a
+run without `overwrite=True`, continuing one with `resume=True`, `run.json`
+tracking how the run ends); `MetricsLog` writes the CSV, the PNG and
+TensorBoard.
 """
 
 import csv
-import json
 import math
 import os
 import pathlib
-import shutil
 import sys
 
 import keras
 
-from kerasllm.training.callbacks import list_checkpoints, restore_checkpoint
 from kerasllm.training.config import ConfigError
 from kerasllm.training.optimizers import create_optimizer
-from kerasllm.training.pretrain import OutputDirectoryError
 
-RUN_FILE = "run.json"
 RESUMABLE_CHANGES = ("steps", "keep_checkpoints", "log_every")
 
 
-def prepare_output(output, config_cls, config, overrides, *, resume, overwrite):
-    """Checks `output` against the run asked for; returns the config.
+def prepare_output(output, config_cls, config, overrides, *, resume, overwrite, method):
+    """The config and the `RunDirectory` of a run, checked before anything is touched.
 
     Args:
         output: the run directory.
@@ -42,63 +39,34 @@ def prepare_output(output, config_cls, config, overrides, *, resume, overwrite):
         config: a config, a dict, a YAML path, or `None` to reuse the run's.
         overrides: `--set` values.
         resume, overwrite: as in `kerasllm.training.pretrain`.
+        method: `"reward"`, `"dpo"`, `"grpo"` or `"ppo"` (the run's kind).
+
+    Returns:
+        `(config, run)`; train inside `with run.session():`.
     """
-    output = pathlib.Path(output)
+    from kerasllm.training.run_directory import RunDirectory
+
     if resume and overwrite:
         raise ValueError("Pass resume or overwrite, not both.")
-    run_file = output / RUN_FILE
-    saved = json.loads(run_file.read_text(encoding="utf-8"))["config"] if run_file.is_file() else None
+    run = RunDirectory(output, kind=method, log=lambda message: log(message, method))
     if config is None:
-        if saved is None:
+        config = run.saved_config()
+        if config is None:
             raise ConfigError(f"No config given and no run to resume in {output}.")
-        config = saved
     if isinstance(config, (str, os.PathLike)):
         config = config_cls.from_yaml(config, overrides)
     else:
         config = config_cls.from_dict(config, overrides)
-    if overwrite and output.exists():
-        shutil.rmtree(output)
-    elif output.exists() and any(output.iterdir()):
-        if saved is None:
-            raise OutputDirectoryError(
-                f"{output} is not empty and holds no kerasllm run ({RUN_FILE} is "
-                "missing); pass --overwrite to replace it, or choose another --output."
-            )
-        if not resume:
-            raise OutputDirectoryError(
-                f"{output} already holds a run; pass --resume to continue it or "
-                "--overwrite to start over."
-            )
-        changed = {
-            k: (saved.get(k), v)
-            for k, v in config.to_dict().items()
-            if k not in RESUMABLE_CHANGES and saved.get(k) != v
-        }
-        if changed:
-            details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-            raise OutputDirectoryError(
-                f"{output} holds a different run; resuming it would change {details}."
-            )
-    output.mkdir(parents=True, exist_ok=True)
-    return config
+    run.prepare(config.to_dict(), resume=resume, overwrite=overwrite, resumable=RESUMABLE_CHANGES)
+    return config, run
 
 
-def write_run(output, config, status, step=0, result=None, method=None):
-    from kerasllm.data import atomic_write_json
-    from kerasllm.version import __version__
+def diverged(run, step, message):
+    """Marks the run `diverged` and raises `TrainingDiverged`."""
+    from kerasllm.training.callbacks import TrainingDiverged
 
-    atomic_write_json(
-        pathlib.Path(output) / RUN_FILE,
-        {
-            "method": method,
-            "config": config.to_dict(),
-            "status": status,
-            "step": step,
-            "result": result,
-            "kerasllm_version": __version__,
-            "keras_backend": keras.backend.backend(),
-        },
-    )
+    run.write_status("diverged", step=step, error=message)
+    raise TrainingDiverged(message)
 
 
 def make_optimizer(config):
@@ -179,17 +147,6 @@ def merge_lora(model):
         merged.load_weights(path)
     merged.tokenizer, merged.metadata = model.tokenizer, model.metadata
     return merged
-
-
-def resume_checkpoint(model, output, resume):
-    """Restores the last checkpoint when resuming; returns its step (or 0)."""
-    checkpoints = list_checkpoints(pathlib.Path(output) / "checkpoints")
-    if not (resume and checkpoints):
-        return 0
-    step, path = checkpoints[-1]
-    restore_checkpoint(model, path)
-    log(f"Resumed from {path} (step {step}).")
-    return step
 
 
 def save_policy(policy, output, method, config, result):

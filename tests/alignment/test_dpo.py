@@ -28,7 +28,11 @@ def test_dpo_run_raises_the_margin_and_writes_a_model(tmp_path, base_dir, prefer
     model = kerasllm.load(result["model_dir"])
     assert len(model.generate_ids([1, 2, 3], max_new_tokens=2, end_token_id=None)) == 2
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["status"] == "complete" and run["method"] == "dpo"
+    assert run["status"] == "complete" and run["kind"] == "dpo"
+    from kerasllm.training.run_directory import OutputDirectoryError
+
+    with pytest.raises(OutputDirectoryError, match="--resume|--overwrite|resume|overwrite"):
+        dpo({}, tmp_path / "run", overrides=overrides, verbose=0)
 
 
 @pytest.mark.slow

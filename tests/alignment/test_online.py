@@ -33,8 +33,11 @@ def test_grpo_run(tmp_path, base_dir, prompt_file):
 
 
 def test_ppo_run_never_changes_the_reference(tmp_path, base_dir, prompt_file, monkeypatch):
+    import importlib
+
     import kerasllm
-    from kerasllm.alignment import ppo as ppo_module
+
+    ppo_module = importlib.import_module("kerasllm.alignment.ppo")
 
     seen = {}
     original = ppo_module.PPOStepper.__init__
