@@ -209,7 +209,8 @@ def _train(config, run, tokenizer, model_config, train_cache, val_cache, callbac
             validation_freq=_validation_epochs(epochs, epoch_steps, config.eval_every),
             callbacks=[*run_callbacks, *(callbacks or [])],
             shuffle=False,  # the data pipeline shuffles (seeded, resumable)
-            verbose=verbose,
+            # Redirected output gets one line per interval, not a redrawn bar.
+            verbose=(1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose,
         )
     run.raise_if_diverged()
 
@@ -347,7 +348,7 @@ def _tokenizer(config, output):
                 kind=config.tokenizer_kind,
                 vocab_size=config.vocab_size,
                 output_dir=directory,
-                show_progress=False,
+                show_progress=True,  # plain lines; the trainer's bar only on a terminal
             )
     except (TypeError, ValueError) as error:
         if isinstance(error, ConfigError):
@@ -378,7 +379,13 @@ def _token_caches(config, output, tokenizer):
         with _corpus_errors():
             caches.append(
                 TokenCache.get_or_build(
-                    spec, tokenizer, root / split, split=corpus_split, **reader_kwargs
+                    spec,
+                    tokenizer,
+                    root / split,
+                    split=corpus_split,
+                    # A bar redrawn with carriage returns garbles a log file.
+                    show_progress=sys.stderr.isatty(),
+                    **reader_kwargs,
                 )
             )
     return caches

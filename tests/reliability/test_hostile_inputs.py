@@ -438,6 +438,7 @@ def test_progress_has_no_ansi_codes_when_redirected(cli, run_config, tmp_path):
     assert code == 0
     assert "loss" in out  # Keras's progress lines
     assert "\x1b" not in out and "\x1b" not in err
+    assert "\r" not in out and "\r" not in err  # lines, not a redrawn bar
 
 
 def test_no_cuda_probe_noise_on_the_command_line(tokenizer_dir):
