@@ -71,11 +71,14 @@ def generated_pairs(sft_dir, records, path, samples=8, max_new_tokens=16, seed=0
     model = kerasllm.load(sft_dir)
     tokenizer = model.tokenizer
     prompts = [list(tokenizer.encode(r["prompt"])) for r in records for _ in range(samples)]
-    out = sample(model, prompts, max_new_tokens=max_new_tokens, seed=seed,
-                 end_token_id=end_token_for(tokenizer, True), pad_token_id=int(tokenizer.pad_token_id))
+    texts_all = []
+    for start in range(0, len(prompts), 512):  # the generator pads a batch to a power of two
+        out = sample(model, prompts[start : start + 512], max_new_tokens=max_new_tokens, seed=seed + start,
+                     end_token_id=end_token_for(tokenizer, True), pad_token_id=int(tokenizer.pad_token_id))
+        texts_all.extend(out.texts)
     pairs = []
     for i, record in enumerate(records):
-        texts = out.texts[i * samples : (i + 1) * samples]
+        texts = texts_all[i * samples : (i + 1) * samples]
         good = [t for t in texts if verify(record, t)]
         bad = [t for t in texts if not verify(record, t) and t.strip()]
         if good and bad:
@@ -94,6 +97,11 @@ def main():
     parser.add_argument("--work", default="runs/alignment-bench")
     parser.add_argument("--steps-scale", type=float, default=1.0)
     parser.add_argument("--methods", nargs="+", default=["reward", "ppo", "grpo", "dpo"])
+    parser.add_argument("--grpo-lr", type=float, default=3e-5)
+    parser.add_argument("--ppo-lr", type=float, default=3e-5)
+    parser.add_argument("--ppo-kl", type=float, default=0.05, help="PPO's kl_coefficient (TRL: 0.05).")
+    parser.add_argument("--reuse-rm", action="store_true", help="Reuse WORK/rm/model if it exists.")
+    parser.add_argument("--tag", default="cpu", help="Results file: alignment_<tag>.json.")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -110,14 +118,17 @@ def main():
     scale = lambda n: max(2, int(n * args.steps_scale))  # noqa: E731
     split = make_split(tasks, train=300, test=100, seed=0)
     test_prompts = [parse_prompt(r) for r in split["test"]][::4]
-    results = {"tasks": tasks, "sft": args.sft, "rows": {}}
+    results = {"tasks": tasks, "sft": args.sft, "rows": {},
+               "settings": {"grpo_lr": args.grpo_lr, "ppo_lr": args.ppo_lr, "ppo_kl": args.ppo_kl,
+                            "steps_scale": args.steps_scale}}
     rows = results["rows"]
     started = time.perf_counter()
     sft_accuracy = accuracy(args.sft, tasks)
     rows["sft"] = {"accuracy": sft_accuracy["mean_accuracy"], "per_task": sft_accuracy["tasks"], "kl": 0.0}
     print("sft", json.dumps(rows["sft"]), flush=True)
 
-    if "reward" in args.methods or "ppo" in args.methods:
+    reuse = args.reuse_rm and (work / "rm" / "model").is_dir()
+    if ("reward" in args.methods or "ppo" in args.methods) and not reuse:
         prefs = work / "preferences.jsonl"
         with open(prefs, "w", encoding="utf-8") as f:
             for pair in make_preferences(tasks, train=300, test=100, seed=0):
@@ -136,11 +147,12 @@ def main():
     if "ppo" in args.methods:
         runs["ppo"] = lambda: ppo({}, work / "ppo", overwrite=True, overrides={
             **online, "base": args.sft, "reward_model": str(work / "rm" / "model"), "steps": scale(40),
-            "prompts_per_step": 32, "minibatch_size": 16, "learning_rate": 3e-5})
+            "prompts_per_step": 32, "minibatch_size": 16, "learning_rate": args.ppo_lr,
+            "kl_coefficient": args.ppo_kl})
     if "grpo" in args.methods:
         runs["grpo"] = lambda: grpo({}, work / "grpo", overwrite=True, overrides={
             **online, "base": args.sft, "reward_functions": ["tasks.verify"], "steps": scale(40),
-            "prompts_per_step": 8, "group_size": 8, "learning_rate": 3e-5})
+            "prompts_per_step": 8, "group_size": 8, "learning_rate": args.grpo_lr})
     if "dpo" in args.methods:
         def run_dpo():
             train_prompts = [parse_prompt(r) for r in split["train"]]
@@ -175,7 +187,7 @@ def main():
                         ("kl", "KL to SFT", "{:.3f}"), ("rm_accuracy", "RM pairwise accuracy", "{:.3f}")])
     if not args.no_write:
         results.update(device=device_info(), software=software_versions())
-        write_results(RESULTS_DIR / "alignment_cpu.json", results)
+        write_results(RESULTS_DIR / f"alignment_{args.tag}.json", results)
 
 
 if __name__ == "__main__":
