@@ -7,6 +7,7 @@ accumulation, one step is several `fit` batches.
 """
 
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -87,14 +88,16 @@ def write_checkpoint(model, directory, step, state=None):
         with write_errors(directory):
             shutil.rmtree(staging, ignore_errors=True)
             os.makedirs(staging)
+            # HDF5 does not raise when the disk fills up mid-file: it logs from
+            # destructors and may crash the process later. So the space is
+            # checked first, and the size of what came out afterwards.
+            payload = _payload_bytes(model)
+            if shutil.disk_usage(staging).free < payload + _HDF5_MARGIN:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), staging)
             weights = os.path.join(staging, WEIGHTS_FILE)
-            try:
-                model.save_weights(weights)
-            except OSError as error:
-                if error.errno is None and "errno = 28" in str(error):
-                    # h5py reports a full disk without setting errno.
-                    error.errno = 28
-                raise
+            model.save_weights(weights)
+            if os.path.getsize(weights) < payload:
+                raise OSError(errno.ENOSPC, "the weights file came out short", weights)
             files = {WEIGHTS_FILE: _file_digest(weights)}
             with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
                 json.dump(
@@ -158,6 +161,24 @@ def restore_checkpoint(model, path):
     except (OSError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"its weights cannot be loaded ({first_line}).") from None
+
+
+# HDF5's own structures on top of the arrays: a few KB per variable, rounded up.
+_HDF5_MARGIN = 1 << 20
+
+
+def _payload_bytes(model):
+    """Bytes of the model's and optimizer's variables: the least a checkpoint takes."""
+    import numpy as np
+
+    variables = list(model.weights)
+    if getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    total = 0
+    for variable in variables:
+        dtype = np.dtype(keras.backend.standardize_dtype(variable.dtype))
+        total += int(np.prod(variable.shape)) * dtype.itemsize
+    return total
 
 
 def _file_digest(path):

@@ -292,6 +292,10 @@ class RunDirectory:
             self._finish_aside(failed=False)
 
     def _safe_status(self, status, **kwargs):
+        model = getattr(self, "_model", None)
+        if "step" not in kwargs and model is not None and model.optimizer is not None:
+            with contextlib.suppress(Exception):
+                kwargs["step"] = self.step(model)  # where training got to
         # Best effort: the disk that broke training may refuse this too.
         try:
             self.write_status(status, **kwargs)
@@ -413,6 +417,9 @@ class _RunStep(keras.callbacks.Callback):
     def __init__(self, run):
         super().__init__()
         self.run = run
+
+    def on_train_begin(self, logs=None):
+        self.run._model = self.model
 
     def on_epoch_end(self, epoch, logs=None):
         try:

@@ -228,7 +228,7 @@ def test_interrupted_run_records_the_step_it_reached(run_config, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         pretrain(run_config, output, verbose=0, callbacks=[_Raise(5, KeyboardInterrupt())])
     record = _run_json(output)
-    assert record["status"] == "interrupted" and record["step"] == 3
+    assert record["status"] == "interrupted" and record["step"] == 5
 
 
 def test_disk_full_while_checkpointing(cli, run_config, tmp_path, monkeypatch):
@@ -248,6 +248,31 @@ def test_disk_full_while_checkpointing(cli, run_config, tmp_path, monkeypatch):
     assert not [n for n in os.listdir(output / "checkpoints") if n.startswith(".")]
     record = _run_json(output)
     assert record["status"] == "failed" and "disk is full" in record["error"]
+
+
+def test_no_room_for_a_checkpoint_is_found_before_hdf5_writes(run_config, tmp_path, monkeypatch):
+    # HDF5 does not raise on a full disk (it logs from destructors, then the
+    # process may crash), so the free space is checked before writing.
+    import collections
+
+    from kerasllm.training import callbacks
+
+    real = shutil.disk_usage
+    calls = []
+
+    def no_room_after_first(path):
+        calls.append(path)
+        usage = real(path)
+        return usage._replace(free=0) if len(calls) > 1 else usage
+
+    monkeypatch.setattr(callbacks.shutil, "disk_usage", no_room_after_first)
+    output = tmp_path / "run"
+    with pytest.raises(OutputWriteError, match="disk is full"):
+        pretrain(run_config, output, verbose=0)
+    assert [step for step, _ in list_checkpoints(output / "checkpoints")] == [3]
+    record = _run_json(output)
+    assert record["status"] == "failed" and record["step"] == 6
+    assert collections.Counter(os.listdir(output / "checkpoints")) == {"step-00000003": 1}
 
 
 def test_read_only_output(cli, corpus, tmp_path, monkeypatch):
