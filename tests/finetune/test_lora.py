@@ -254,3 +254,33 @@ def test_classifier_head_trains_beside_the_adapter_and_travels_with_it(tmp_path)
     assert_close(other(IDS), expected, atol=1e-6)
     unload_adapter(model)
     assert_close(model.head.kernel, head_before, atol=0.0)
+
+
+def greedy_by_full_forward(model, prompt, steps):
+    """Greedy continuation by re-running the whole sequence (no cache, no compiled loop)."""
+    ids = list(prompt)
+    for _ in range(steps):
+        logits = ops.convert_to_numpy(model(np.array([ids], "int32")))
+        ids.append(int(logits[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+@pytest.mark.slow  # compiles the decode loop for each LoRA structure
+def test_compiled_generation_follows_adapter_switches(tmp_path):
+    """The decode programs cached for a model must not keep computing with the
+    adapter (or the absence of one) they were traced with."""
+    model = small_gpt()
+    prompt = [5, 17, 42, 9]
+    assert model.generate_ids(prompt, max_new_tokens=6) == greedy_by_full_forward(model, prompt, 6)
+    apply_lora(model, rank=4, targets=["qkv", "up"])
+    randomize_lora(model, seed=11)
+    save_adapter(model, tmp_path / "a")
+    randomize_lora(model, seed=12)
+    save_adapter(model, tmp_path / "b")
+    unload_adapter(model)
+    for directory in ("a", "b"):  # a: new LoRA layers; b: same layers, new values
+        load_adapter(model, tmp_path / directory)
+        expected = greedy_by_full_forward(model, prompt, 6)
+        assert model.generate_ids(prompt, max_new_tokens=6) == expected, directory
+    unload_adapter(model)
+    assert model.generate_ids(prompt, max_new_tokens=6) == greedy_by_full_forward(model, prompt, 6)
