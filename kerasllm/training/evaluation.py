@@ -161,7 +161,15 @@ def evaluate(model, inputs=None, *, split="test", batch_size=8, cache_dir=None):
     if tokenizer is None:
         raise ValueError("The model has no tokenizer; evaluate needs one to read text.")
     metadata = getattr(model, "metadata", None) or {}
-    if inputs is None:
+    reader_kwargs = {}
+    if inputs is None and metadata.get("pretrain_config"):
+        # The run's own split rule: its text unit, and a named
+        # validation_corpus / test_corpus where it had them.
+        from kerasllm.training.config import PretrainConfig
+
+        config = PretrainConfig.from_dict(metadata["pretrain_config"])
+        corpus, corpus_split, reader_kwargs = config.corpus_split(split)
+    elif inputs is None:
         corpus, corpus_split = metadata.get("corpus", "python-stdlib"), split
     else:
         corpus, corpus_split = inputs, "all"
@@ -172,6 +180,7 @@ def evaluate(model, inputs=None, *, split="test", batch_size=8, cache_dir=None):
             cache_dir or scratch,
             split=corpus_split,
             show_progress=False,
+            **reader_kwargs,
         )
         tokens = np.asarray(cache.tokens)
         num_bytes = cache.num_bytes

@@ -48,3 +48,23 @@ def test_uniform_model_scores_log_vocab():
     # 49 tokens x 6 bits over 98 bytes; the uniform unigram scores the same.
     assert metrics["bits_per_byte"] == pytest.approx(49 * 6 / 98, rel=1e-5)
     assert metrics["unigram_bits_per_byte"] == pytest.approx(49 * 6 / 98, rel=1e-5)
+
+
+def test_evaluate_reads_the_test_corpus_the_run_named(small_tokenizer, small_corpus, tmp_path):
+    """`evaluate` scores the run's own test split: a named `test_corpus` file."""
+    from kerasllm.tokenizers import load
+    from kerasllm.training import evaluate
+
+    held_out = tmp_path / "held_out.txt"
+    text = "def held_out(value):\n    return value + 1\n"
+    held_out.write_text(text, encoding="utf-8")
+    config = GPTConfig.from_preset("tiny", vocab_size=320, context_length=16, num_layers=1, hidden_dim=16, num_heads=2)
+    model = GPT(config)
+    model.tokenizer = load(small_tokenizer)
+    model.metadata = {
+        "corpus": small_corpus,
+        "pretrain_config": {"corpus": small_corpus, "test_corpus": str(held_out), "tokenizer": small_tokenizer},
+    }
+    metrics = evaluate(model, split="test")
+    assert metrics["evaluated"] == {"corpus": str(held_out), "split": "all"}
+    assert metrics["num_bytes"] == len(text.encode("utf-8"))
