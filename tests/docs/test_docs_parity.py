@@ -22,7 +22,6 @@ JAPANESE_PAGE_PENDING = {
     "export.md",
     "generation.md",
     "performance.md",
-    "pretraining.md",
 }
 
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.S | re.M)
