@@ -16,11 +16,9 @@ Training is Keras `fit` with the pretraining callbacks, in "epochs" of
 `gcd(log_every, eval_every, checkpoint_every, steps)` optimizer steps.
 """
 
-import json
+import dataclasses
 import math
 import os
-import pathlib
-import shutil
 import statistics
 import sys
 import time
@@ -37,22 +35,15 @@ from kerasllm.finetune.data import (
     language_model_batch,
     read_jsonl,
 )
-from kerasllm.training.callbacks import (
-    NonFiniteGuard,
-    StepCheckpoint,
-    TrainingDiverged,
-    TrainingLog,
-    list_checkpoints,
-    restore_checkpoint,
-)
+from kerasllm.finetune.trainable import format_trainable
 from kerasllm.training.config import ConfigError
 from kerasllm.training.losses import LanguageModelLoss
 from kerasllm.training.optimizers import create_optimizer
-from kerasllm.training.pretrain import OutputDirectoryError
+from kerasllm.training.run_directory import RunDirectory
 
-RUN_FILE = "run.json"
-# Keys that may change when a run is resumed.
-RESUMABLE_CHANGES = ("steps", "eval_batches", "keep_checkpoints")
+# Keys that may change when a run is resumed: they do not change what has
+# been computed so far.
+RESUMABLE_CHANGES = ("steps", "decay_steps", "eval_batches", "keep_checkpoints")
 
 
 def finetune(config, output, *, overrides=None, resume=False, overwrite=False, callbacks=None,
@@ -105,13 +96,10 @@ def finetune(config, output, *, overrides=None, resume=False, overwrite=False, c
     import kerasllm
 
     started = time.perf_counter()
-    output = pathlib.Path(output)
-    if resume and overwrite:
-        raise ValueError("Pass resume or overwrite, not both.")
-    config = _prepare_output(output, config, overrides, resume=resume, overwrite=overwrite)
-    keras.utils.set_random_seed(config.seed)
-    _write_run(output, config, status="running")
-
+    run = RunDirectory(output, kind="finetune", log=_log)
+    config = _config(run, config, overrides, resume=resume)
+    run.prepare(config.to_dict(), resume=resume, overwrite=overwrite, resumable=RESUMABLE_CHANGES)
+    # Every input is read and checked before anything in `output` changes.
     model = kerasllm.load(config.base)
     tokenizer = model.tokenizer
     if tokenizer is None:
@@ -140,93 +128,83 @@ def finetune(config, output, *, overrides=None, resume=False, overwrite=False, c
         f"long, {report['skipped_bad_lines']} bad lines skipped."
     )
 
-    model, trainable = _prepare_model(model, config, tokenizer.pad_token_id)
-    from kerasllm.finetune.trainable import format_trainable
+    with run.session(config.to_dict()):
+        keras.utils.set_random_seed(config.seed)
+        model, trainable = _prepare_model(model, config, tokenizer.pad_token_id)
+        _log(f"Method {config.method}: training {trainable['trainable']:,} parameters, "
+             f"{format_trainable(trainable)}.")
+        model.compile(optimizer=_optimizer(config), loss=_loss(classification),
+                      metrics=["accuracy"] if classification else None)
+        # Keras "epochs" are logging intervals; validation and checkpoints
+        # fall on their boundaries.
+        epoch_steps = math.gcd(config.log_every, config.eval_every, config.checkpoint_every, config.steps)
+        epochs = config.steps // epoch_steps
+        accumulation = config.gradient_accumulation_steps
+        start_step = run.restore(model)
+        if start_step % epoch_steps:
+            raise ConfigError(
+                f"Cannot resume at step {start_step}: not a multiple of gcd(log_every, eval_every, "
+                f"checkpoint_every, steps)={epoch_steps}. Resume with the run's own steps value."
+            )
+        timer = _StepTimer()
+        run_callbacks = [
+            *run.callbacks(checkpoint_every=config.checkpoint_every, keep=config.keep_checkpoints,
+                           state_fn=lambda step: {"data_batch": step * accumulation, "seed": config.seed},
+                           title="kerasllm fine-tuning"),
+            timer,
+            *(callbacks or []),
+        ]
+        if start_step < config.steps:
+            model.fit(
+                schedule.generator(start_step * accumulation),
+                steps_per_epoch=epoch_steps * accumulation,
+                epochs=epochs,
+                initial_epoch=start_step // epoch_steps,
+                validation_data=val,
+                validation_steps=config.eval_batches if val is not None else None,
+                validation_batch_size=config.batch_size,
+                validation_freq=_validation_epochs(epochs, epoch_steps, config.eval_every),
+                callbacks=run_callbacks,
+                shuffle=False,  # BatchSchedule shuffles (seeded, resumable)
+                verbose=verbose,
+            )
+        run.raise_if_diverged()
+        step = run.step(model)
+        result = {
+            "output": str(run.path),
+            "method": config.method,
+            "format": format,
+            "step": step,
+            "step_seconds": timer.median(),
+            "trainable": trainable,
+            "data": report,
+            "resumed_from": run.resumed_from,
+        }
+        metadata = {
+            **(getattr(model, "metadata", None) or {}),
+            "finetune": {"base": config.base, "method": config.method, "format": format,
+                         "steps": step, "config": config.to_dict(), "data": report},
+        }
+        if config.method == "lora":
+            from kerasllm.finetune.lora import save_adapter
 
-    _log(f"Method {config.method}: training {trainable['trainable']:,} parameters, "
-         f"{format_trainable(trainable)}.")
-    model.compile(optimizer=_optimizer(config), loss=_loss(classification),
-                  metrics=["accuracy"] if classification else None)
-    epoch_steps = math.gcd(config.log_every, config.eval_every, config.checkpoint_every, config.steps)
-    epochs = config.steps // epoch_steps
-    accumulation = config.gradient_accumulation_steps
-    start_step, resumed_from = 0, None
-    checkpoints = list_checkpoints(output / "checkpoints")
-    if resume and checkpoints:
-        resumed_from, path = checkpoints[-1]
-        model.build((None, context)) if not model.built else None
-        start_step = restore_checkpoint(model, path)["step"]
-        _log(f"Resumed from {path} (step {start_step}).")
-    if start_step % epoch_steps:
-        raise ConfigError(
-            f"Cannot resume at step {start_step}: not a multiple of gcd(log_every, eval_every, "
-            f"checkpoint_every, steps)={epoch_steps}. Resume with the run's own steps value."
-        )
-    guard, timer = NonFiniteGuard(), _StepTimer()
-    run_callbacks = [
-        guard,
-        timer,
-        TrainingLog(output / "log.csv", output / "loss.png"),
-        keras.callbacks.TensorBoard(log_dir=str(output / "tensorboard")),
-        StepCheckpoint(output / "checkpoints", every=config.checkpoint_every,
-                       keep=config.keep_checkpoints, state_fn=lambda step: {"seed": config.seed}),
-        *(callbacks or []),
-    ]
-    if start_step < config.steps:
-        model.fit(
-            schedule.generator(start_step * accumulation),
-            steps_per_epoch=epoch_steps * accumulation,
-            epochs=epochs,
-            initial_epoch=start_step // epoch_steps,
-            validation_data=val,
-            validation_steps=config.eval_batches if val is not None else None,
-            validation_batch_size=config.batch_size,
-            validation_freq=_validation_epochs(epochs, epoch_steps, config.eval_every),
-            callbacks=run_callbacks,
-            shuffle=False,  # BatchSchedule shuffles (seeded, resumable)
-            verbose=verbose,
-        )
-    if guard.diverged_at is not None:
-        _write_run(output, config, status="diverged", step=guard.diverged_at)
-        raise TrainingDiverged(guard.message)
-    step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    result = {
-        "output": str(output),
-        "method": config.method,
-        "format": format,
-        "step": step,
-        "step_seconds": timer.median(),
-        "trainable": trainable,
-        "data": report,
-        "resumed_from": resumed_from,
-    }
-    metadata = {
-        **(getattr(model, "metadata", None) or {}),
-        "finetune": {"base": config.base, "method": config.method, "format": format,
-                     "steps": step, "config": config.to_dict(), "data": report},
-    }
-    if config.method == "lora":
-        from kerasllm.finetune import lora
+            result["adapter_dir"] = str(save_adapter(model, run.path / "adapter", overwrite=True))
+        else:
+            for layer in model._flatten_layers(include_self=True):
+                layer.trainable = True  # the saved model is not frozen for whoever trains it next
+            model_dir = run.path / "model"
+            kerasllm.save(model, model_dir, tokenizer=tokenizer, overwrite=True, metadata=metadata)
+            result["model_dir"] = str(model_dir)
+        if config.tasks is not None and not classification:
+            from kerasllm.tasks import evaluate_tasks
 
-        adapter_dir = output / "adapter"
-        lora.save_adapter(model, adapter_dir)
-        result["adapter_dir"] = str(adapter_dir)
-    else:
-        for layer in model._flatten_layers(include_self=True):
-            layer.trainable = True  # the saved model is not frozen for whoever trains it next
-        model_dir = output / "model"
-        kerasllm.save(model, model_dir, tokenizer=tokenizer, overwrite=True, metadata=metadata)
-        result["model_dir"] = str(model_dir)
-    if config.tasks is not None and not classification:
-        from kerasllm.tasks import evaluate_tasks
-
-        model.metadata = metadata
-        _log("Scoring the task test split...")
-        result["tasks"] = evaluate_tasks(model, config.tasks, test=config.task_test,
-                                         seed=config.task_seed, format=format)
-        _log(f"Mean task accuracy {result['tasks']['mean_accuracy']:.3f}.")
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    _write_run(output, config, status="complete", step=step, result=result)
+            model.metadata = metadata
+            _log("Scoring the task test split...")
+            result["tasks"] = evaluate_tasks(model, config.tasks, test=config.task_test,
+                                             seed=config.task_seed, format=format)
+            _log(f"Mean task accuracy {result['tasks']['mean_accuracy']:.3f}.")
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        run.complete(result)
     _log(f"Done: step {step}. Output: {result.get('model_dir') or result.get('adapter_dir')}")
     return result
 
@@ -315,52 +293,21 @@ def _validation_epochs(epochs, epoch_steps, eval_every):
     return sorted({e for e in range(1, epochs + 1) if (e * epoch_steps) % eval_every == 0} | {epochs})
 
 
-def _prepare_output(output, config, overrides, *, resume, overwrite):
-    run_file = output / RUN_FILE
-    saved = None
-    if run_file.is_file():
-        saved = json.loads(run_file.read_text(encoding="utf-8"))["config"]
+def _config(run, config, overrides, *, resume):
+    """The run's `FinetuneConfig`: given, or the saved one on resume."""
+    saved = run.saved_config()
     if config is None:
         if saved is None:
-            raise ConfigError(f"No config given and no run to resume in {output}.")
+            raise ConfigError(f"No config given and no run to resume in {run.path}.")
         config = saved
     if isinstance(config, (str, os.PathLike)):
         config = FinetuneConfig.from_yaml(config, overrides)
     else:
         config = FinetuneConfig.from_dict(config, overrides)
-    if overwrite and output.exists():
-        shutil.rmtree(output)
-    elif output.exists() and any(output.iterdir()):
-        if saved is None:
-            raise OutputDirectoryError(
-                f"{output} is not empty and holds no kerasllm run ({RUN_FILE} is missing); "
-                "pass --overwrite to replace it, or choose another --output."
-            )
-        if not resume:
-            raise OutputDirectoryError(
-                f"{output} already holds a run; pass --resume to continue it or --overwrite "
-                "to start over."
-            )
-        changed = {k: (saved.get(k), v) for k, v in config.to_dict().items()
-                   if k not in RESUMABLE_CHANGES and saved.get(k) != v}
-        if changed:
-            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise OutputDirectoryError(
-                f"{output} holds a different run; resuming it would change {details}. Only "
-                f"{', '.join(RESUMABLE_CHANGES)} may change on resume; pass --overwrite to start over."
-            )
-    output.mkdir(parents=True, exist_ok=True)
+    if resume and saved and config.decay_steps is None and config.steps != saved.get("steps"):
+        # A longer run keeps the learning-rate schedule it was trained with.
+        config = dataclasses.replace(config, decay_steps=saved.get("decay_steps") or saved.get("steps"))
     return config
-
-
-def _write_run(output, config, status, step=0, result=None):
-    from kerasllm.data import atomic_write_json
-    from kerasllm.version import __version__
-
-    atomic_write_json(output / RUN_FILE, {
-        "config": config.to_dict(), "status": status, "step": step, "result": result,
-        "kerasllm_version": __version__, "keras_backend": keras.backend.backend(),
-    })
 
 
 def _log(message):

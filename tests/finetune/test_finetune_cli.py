@@ -48,10 +48,13 @@ def test_sft_writes_a_model_directory_that_evaluate_tasks_reads(capsys, tmp_path
     assert set(scores["tasks"]) == {"add", "reverse"} and scores["tasks"]["add"]["n"] == 3
     run = json.loads((tmp_path / "sft" / "run.json").read_text())
     assert run["status"] == "complete" and (tmp_path / "sft" / "log.csv").is_file()
-    # The same directory again needs --resume or --overwrite.
+    # The same directory again needs --resume or --overwrite; --resume continues from the checkpoint.
     with pytest.raises(SystemExit):
         main(["finetune", "--config", "recipes/configs/finetune/sft.yaml", "--output", str(tmp_path / "sft"),
               "--set", f"base={base_model_dir}"])
+    resumed = run_json(capsys, ["finetune", "--output", str(tmp_path / "sft"), "--resume", "--set", "steps=6",
+                                "--json"])
+    assert resumed["resumed_from"] == 4 and resumed["step"] == 6
 
 
 def test_lora_writes_an_adapter(capsys, tmp_path, base_model_dir, task_files):
