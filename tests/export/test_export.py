@@ -145,9 +145,9 @@ def test_saved_model_cli_shows_predict_signatures(exported):
         text=True,
         timeout=120,
     ).stdout
-    for signature in ("serving_default", "score", "logits"):
+    for signature in ("serving_default", "generate", "chat", "score", "logits"):
         assert f"signature_def['{signature}']" in shown
-    assert shown.count("Method name is: tensorflow/serving/predict") == 3
+    assert shown.count("Method name is: tensorflow/serving/predict") == 5
     for name in ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "text"):
         assert f"inputs['{name}']" in shown
     for name in ("text", "token_ids", "stop_reason", "log_probability", "num_tokens", "logits"):
@@ -160,7 +160,9 @@ def test_loads_without_keras_and_warms_up(fresh_process):
     assert not fresh_process["imported_keras"]
     assert not fresh_process["imported_kerasllm"]
     assert "_regex_split_ops.so" in fresh_process["tf_text_libraries"]
-    assert [w["signature"] for w in fresh_process["warmup"]] == ["serving_default", "score", "logits"]
+    assert [w["signature"] for w in fresh_process["warmup"]] == [
+        "serving_default", "generate", "score", "logits", "chat"
+    ]
     assert all(w["ok"] for w in fresh_process["warmup"])
 
 
@@ -285,13 +287,23 @@ def _agreement(generator, tokenizer, reference):
     disagreement does not turn every later comparison into a comparison of
     different contexts.
     """
+    from kerasllm.tokenizers import StreamingDecoder
+
     agree = total = 0
     for prompt, completion in zip(PROMPTS, reference):
         ids = tokenizer.encode(prompt)
+        text = StreamingDecoder(tokenizer)
         for step, expected in enumerate(completion.token_ids):
-            (chosen,), _ = generator.generate_ids(ids + completion.token_ids[:step], 1)
-            agree += chosen == expected
-            total += 1
+            # `prefill` masks as at the start of a text, so compare only where
+            # the forced prefix ends between characters.
+            if not text.pending:
+                context = ids + completion.token_ids[:step]
+                padded = np.zeros((1, generator.cache_length), np.int32)
+                padded[0, : len(context)] = context
+                out = generator._prefill(token_ids=padded, length=np.array(len(context), np.int32))
+                agree += int(np.argmax(out["logits"][0])) == expected
+                total += 1
+            text.push(expected)
     return agree / total
 
 
@@ -332,3 +344,42 @@ def test_tflite_runner_rejects_bad_prompts(exported):
         generator.generate_ids([1] * CONTEXT, 4)
     with pytest.raises(ValueError, match="max_new_tokens must be a positive int"):
         generator.generate_ids([1], 0)
+
+
+def test_prompt_only_and_chat_signatures_from_python(exported):
+    """`generate` needs only the prompt; `load_signature` applies the
+    SignatureDef defaults; `chat` renders the chat template in the graph."""
+    import tensorflow as tf
+
+    from kerasllm.export import load_signature
+    from kerasllm.tokenizers.chat_template import render_chat
+
+    path = exported["saved"]["path"]
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["generate"](prompt=tf.constant(PROMPTS[:2]))
+    texts = [t.decode("utf-8") for t in out["text"].numpy()]
+    reference = [c.text for c in exported["reference"][:2]]
+    assert [t[: len(r)] for t, r in zip(texts, reference)] == reference
+    serving_default = load_signature(path)
+    out = serving_default(prompt=PROMPTS[:1], max_new_tokens=[NEW_TOKENS])
+    assert out["text"].numpy()[0].decode("utf-8") == reference[0]
+    model = exported["model"]
+    messages = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+3="}]
+    out = load_signature(path, "chat")(
+        role=[[m["role"] for m in messages]], content=[[m["content"] for m in messages]],
+        max_new_tokens=[8],
+    )
+    expected = model.generate_ids(
+        [model.tokenizer.encode(render_chat(messages, add_generation_prompt=True))],
+        max_new_tokens=8,
+        stop_token_ids=[model.tokenizer.token_to_id("<|im_end|>")],
+    )[0]
+    got = [i for i in out["token_ids"].numpy()[0].tolist() if i >= 0]
+    assert got == expected
+
+
+def test_tflite_export_prints_no_noneType_noise(exported, capfd):
+    from kerasllm.export import convert_to_tflite
+
+    convert_to_tflite(exported["model"], cache_length=16)
+    assert "'NoneType' object has no attribute" not in capfd.readouterr().err

@@ -6,6 +6,7 @@ Imported as `generation.support` (pytest puts tests/ on the path).
 import keras
 import numpy as np
 
+from kerasllm.generation import GenerationOptions
 from kerasllm.models import GPT
 
 PROMPTS = [[72, 101, 108, 108, 111], [87, 104, 121, 32, 115, 111, 32, 115]]
@@ -63,14 +64,19 @@ def left_pad(prompts, width=None, pad=257):
 
 
 _PROGRAMS = {}
+# The in-graph defaults are GenerationOptions' (each filter off).
+_OPTIONS = GenerationOptions()
+_TOP_K, _TOP_P = _OPTIONS.sampling_values()
 _GENERATE_DEFAULTS = dict(
-    temperature=(1.0, "float32"), top_k=(0, "int32"), top_p=(1.0, "float32"),
-    min_p=(0.0, "float32"), repetition_penalty=(1.0, "float32"), seed=(0, "int32"),
+    temperature=(_OPTIONS.temperature, "float32"), top_k=(_TOP_K, "int32"),
+    top_p=(_TOP_P, "float32"), min_p=(_OPTIONS.min_p, "float32"),
+    repetition_penalty=(_OPTIONS.repetition_penalty, "float32"), seed=(0, "int32"),
     end_token_id=(-1, "int32"), pad_token_id=(257, "int32"),
 )
 _BEAM_DEFAULTS = dict(
-    length_penalty=(1.0, "float32"), early_stopping=(False, "bool"),
-    repetition_penalty=(1.0, "float32"), end_token_id=(-1, "int32"),
+    length_penalty=(_OPTIONS.length_penalty, "float32"),
+    early_stopping=(_OPTIONS.early_stopping, "bool"),
+    repetition_penalty=(_OPTIONS.repetition_penalty, "float32"), end_token_id=(-1, "int32"),
     pad_token_id=(257, "int32"),
 )
 
