@@ -16,6 +16,7 @@ Usage:
     python benchmarks/finetune.py                       # the shipped configs (~25 min on 2 cores)
     python benchmarks/finetune.py --steps 300 --no-write  # a quick look
     python benchmarks/finetune.py --methods full lora --baby-steps 10
+    python benchmarks/finetune.py --reuse                # after an interruption: keep the completed runs
 
 Results: a table on stdout and `benchmarks/results/finetune_<device>.json`;
 the table in docs/finetuning.md is copied from it.
@@ -143,6 +144,8 @@ def main():
     parser.add_argument("--work-dir", default="runs/finetune-benchmark", help="Where the runs go.")
     parser.add_argument("--output", help="Results JSON (default benchmarks/results/finetune_<device>.json).")
     parser.add_argument("--no-write", action="store_true", help="Print the table only.")
+    parser.add_argument("--reuse", action="store_true",
+                        help="Keep the runs in --work-dir that completed (run.json) instead of training them again.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-baby", help=argparse.SUPPRESS)
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
@@ -164,6 +167,11 @@ def main():
     for name in args.methods:
         print(f"Fine-tuning: {name}...", flush=True)
         t0 = time.perf_counter()
+        record = pathlib.Path(args.work_dir) / name / "run.json"
+        if args.reuse and record.is_file() and json.loads(record.read_text()).get("status") == "complete":
+            runs[name] = json.loads(record.read_text())["result"]
+            print(f"  reusing {record}", flush=True)
+            continue
         runs[name] = run_child("--child", name, args, ["--overrides", overrides, "--output",
                                                        f"{args.work_dir}/{name}"])
         runs[name]["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -183,7 +191,7 @@ def main():
     method_rows = [
         {"method": m, "tiny_trainable": runs[m]["trainable"]["trainable"],
          "tiny_fraction": 100 * runs[m]["trainable"]["fraction"], "tiny_step": 1000 * runs[m]["step_seconds"],
-         "tiny_rss": runs[m]["peak_rss_mib"], "steps": runs[m]["step"], "wall": runs[m]["wall_seconds"],
+         "tiny_rss": runs[m].get("peak_rss_mib"), "steps": runs[m]["step"], "wall": runs[m].get("wall_seconds"),
          **({"baby_trainable": baby[m]["trainable"], "baby_fraction": 100 * baby[m]["fraction"],
              "baby_step": 1000 * baby[m]["step_seconds"], "baby_rss": baby[m]["peak_rss_mib"]}
             if m in baby else {})}
