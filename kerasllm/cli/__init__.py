@@ -42,8 +42,6 @@ COMMAND_GROUPS = [
     "generate",
     "serve",
     "feedback",
-    "serve",
-    "feedback",
     "lora",
     "route",
 ]
