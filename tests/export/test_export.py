@@ -63,7 +63,7 @@ def exported(tmp_path_factory):
     kerasllm.save(model, model_dir)
     reference = complete(model, PROMPTS, max_new_tokens=NEW_TOKENS, strategy="greedy")
 
-    saved = export_saved_model(model, root / "saved_models", name="tiny")
+    saved = export_saved_model(model, root / "saved_models", name="tiny", max_new_tokens=32)
     # float32 TFLite through the command line, int8 through the Python API.
     cli_main(
         ["export", "--model", str(model_dir), "--format", "tflite", "--output", str(root / "fp32"), "--json"]
