@@ -24,7 +24,7 @@ import sys
 
 from kerasllm.cli.common import CommandError, emit_json, parse_set_overrides
 from kerasllm.cli.quiet import quiet_tensorflow_startup
-from kerasllm.data.atomic import OutputError
+from kerasllm.data.atomic import OutputError, OutputExistsError
 from kerasllm.version import __version__
 
 __all__ = ["CommandError", "build_parser", "emit_json", "main", "parse_set_overrides"]
@@ -77,8 +77,11 @@ def main(argv=None):
         result = args.func(args)
     except CommandError as error:
         parser.exit(2, f"kerasllm: error: {error}\n")
+    except OutputExistsError as error:
+        # A refused output: the user passes --overwrite or picks another path.
+        parser.exit(2, f"kerasllm: error: {error}\n")
     except OutputError as error:
-        # A refused or failed output (exists, disk full, read-only): one line.
+        # A failed write (disk full, read-only, no permission): one line.
         parser.exit(1, f"kerasllm: error: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, "kerasllm: interrupted\n")

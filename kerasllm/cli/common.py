@@ -138,6 +138,8 @@ def corpus_from_args(args):
 
 def data_errors():
     from kerasllm.data import CorpusError
-    from kerasllm.data.atomic import OutputError
+    from kerasllm.data.atomic import OutputExistsError
 
-    return (CorpusError, OutputError, FileNotFoundError, ValueError)
+    # A refused output is the user's to fix (exit 2, like a bad flag); a write
+    # that fails (disk full, read-only) reaches `main`, which exits 1.
+    return (CorpusError, OutputExistsError, FileNotFoundError, ValueError)

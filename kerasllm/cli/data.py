@@ -1,5 +1,7 @@
 """`kerasllm data`: corpus statistics, cleaning and token caches."""
 
+import sys
+
 from kerasllm.cli.common import CommandError, emit_json, corpus_arguments, corpus_from_args, corpus_spec, data_errors
 
 
@@ -102,7 +104,8 @@ def _data_cache(args):
             args.output,
             split=args.split,
             cleaning=CleaningConfig() if args.clean else None,
-            show_progress=not args.json,
+            # A redirected stderr gets no bar: tqdm redraws with carriage returns.
+            show_progress=not args.json and sys.stderr.isatty(),
             **reader_kwargs,
         )
     except data_errors() as error:

@@ -282,7 +282,7 @@ def test_read_only_output(cli, corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "make_sibling_directory", read_only)
     code, _, err = cli("tokenizer", "train", "--input", corpus, "--vocab-size", 300,
                        "--output", tmp_path / "tok")
-    assert code != 0 and "read-only" in error_line(err)
+    assert code == 1 and "read-only" in error_line(err)
     assert os.listdir(tmp_path) == []
 
     real_open = os.open
@@ -294,7 +294,7 @@ def test_read_only_output(cli, corpus, tmp_path, monkeypatch):
 
     monkeypatch.setattr(atomic.os, "open", refuse_temp)
     code, _, err = cli("data", "clean", "--input", corpus, "--output", tmp_path / "c.jsonl")
-    assert code == 2 and "read-only" in error_line(err)
+    assert code == 1 and "read-only" in error_line(err)
     assert os.listdir(tmp_path) == []
 
 
@@ -504,3 +504,13 @@ def test_write_errors_are_one_sentence(tmp_path, monkeypatch):
             open(tmp, "w").write("x")
     assert "\n" not in str(caught.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_data_cache_progress_is_not_redrawn_into_a_redirected_file(corpus, tokenizer_dir, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "kerasllm.cli", "data", "cache", "--input", str(corpus), "--split", "val",
+         "--tokenizer", str(tokenizer_dir), "--output", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "\x1b" not in done.stderr
