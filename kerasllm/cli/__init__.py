@@ -20,7 +20,6 @@ fast.
 
 import argparse
 import importlib
-import sys
 
 from kerasllm.cli.common import CommandError, emit_json, parse_set_overrides
 from kerasllm.cli.quiet import quiet_tensorflow_startup

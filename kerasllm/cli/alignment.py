@@ -1,9 +1,6 @@
 """`kerasllm reward`, `dpo`, `grpo` and `ppo`: the alignment runs."""
 
-import contextlib
-import sys
-
-from kerasllm.cli.common import CommandError, emit_json, parse_set_overrides
+from kerasllm.cli.common import emit_json, run_training
 
 COMMANDS = {
     "reward": (
@@ -45,24 +42,9 @@ def _function(name):
 
 def _run(args):
     from kerasllm.alignment.data import PreferenceDataError
-    from kerasllm.training import ConfigError, OutputDirectoryError, TrainingDiverged
 
-    if args.config is None and not args.resume:
-        raise CommandError("--config is required (unless --resume continues a run).")
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    try:
-        with quiet:
-            result = _function(args.command)(
-                args.config,
-                args.output,
-                overrides=parse_set_overrides(args.set),
-                resume=args.resume,
-                overwrite=args.overwrite,
-            )
-    except (ConfigError, OutputDirectoryError, PreferenceDataError, FileNotFoundError, ValueError) as error:
-        raise CommandError(str(error)) from error
-    except TrainingDiverged as error:
-        print(f"kerasllm: {error}", file=sys.stderr)
+    result = run_training(args, _function(args.command), errors=(PreferenceDataError, ValueError))
+    if result is None:
         return 1
     if args.json:
         emit_json(result)

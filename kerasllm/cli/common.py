@@ -143,3 +143,41 @@ def data_errors():
     # A refused output is the user's to fix (exit 2, like a bad flag); a write
     # that fails (disk full, read-only) reaches `main`, which exits 1.
     return (CorpusError, OutputExistsError, FileNotFoundError, ValueError)
+
+
+def run_training(args, function, errors=()):
+    """Run a training entry point as every training command does.
+
+    `function(config, output, overrides=, resume=, overwrite=)` is
+    `pretrain`, `finetune`, `dpo`, ...; `args` has `config`, `output`, `set`,
+    `resume`, `overwrite` and `json`. With `--json` stdout carries only the
+    result (Keras's progress goes to stderr); progress is plain lines when
+    stderr is not a terminal. Bad configs, data and output directories
+    (plus `errors`) become a `CommandError`.
+
+    Returns:
+        The function's result, or `None` after printing why training
+        diverged (the command then exits 1).
+    """
+    import contextlib
+
+    from kerasllm.cli.quiet import plain_progress
+    from kerasllm.training import CheckpointError, ConfigError, OutputDirectoryError, TrainingDiverged
+
+    if args.config is None and not args.resume:
+        raise CommandError("--config is required (unless --resume continues a run).")
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    try:
+        with quiet, plain_progress():
+            return function(
+                args.config,
+                args.output,
+                overrides=parse_set_overrides(args.set),
+                resume=args.resume,
+                overwrite=args.overwrite,
+            )
+    except (ConfigError, OutputDirectoryError, CheckpointError, FileNotFoundError, *errors) as error:
+        raise CommandError(str(error)) from error
+    except TrainingDiverged as error:
+        print(f"kerasllm: {error}", file=sys.stderr)
+        return None

@@ -2,7 +2,6 @@
 
 import os
 import sys
-import json
 
 from kerasllm.cli.common import CommandError, emit_json
 from kerasllm.cli.generate import add_generation_flags

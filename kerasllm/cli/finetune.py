@@ -1,31 +1,13 @@
 """`kerasllm finetune`: SFT, partial fine-tuning, LoRA and classification heads."""
 
-import contextlib
-import sys
-
-from kerasllm.cli.common import CommandError, emit_json, parse_set_overrides
+from kerasllm.cli.common import emit_json, run_training
 
 
 def _finetune(args):
     from kerasllm.finetune import DataError, finetune
-    from kerasllm.training import ConfigError, OutputDirectoryError, TrainingDiverged
 
-    if args.config is None and not args.resume:
-        raise CommandError("--config is required (unless --resume continues a run).")
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    try:
-        with quiet:
-            result = finetune(
-                args.config,
-                args.output,
-                overrides=parse_set_overrides(args.set),
-                resume=args.resume,
-                overwrite=args.overwrite,
-            )
-    except (ConfigError, DataError, OutputDirectoryError, FileNotFoundError, ValueError) as error:
-        raise CommandError(str(error)) from error
-    except TrainingDiverged as error:
-        print(f"kerasllm: {error}", file=sys.stderr)
+    result = run_training(args, finetune, errors=(DataError, ValueError))
+    if result is None:
         return 1
     if args.json:
         emit_json(result)

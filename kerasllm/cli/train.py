@@ -1,40 +1,13 @@
 """`kerasllm pretrain` and `kerasllm evaluate`."""
 
-import sys
-
-from kerasllm.cli.common import CommandError, emit_json, parse_set_overrides
-from kerasllm.cli.quiet import plain_progress
+from kerasllm.cli.common import CommandError, emit_json, run_training
 
 
 def _pretrain(args):
-    import contextlib
+    from kerasllm.training import pretrain
 
-    from kerasllm.training import (
-        CheckpointError,
-        ConfigError,
-        OutputDirectoryError,
-        TrainingDiverged,
-        pretrain,
-    )
-
-    if args.config is None and not args.resume:
-        raise CommandError("--config is required (unless --resume continues a run).")
-    # With --json, stdout carries only the result: Keras's progress bar goes
-    # to stderr with the logs.
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    try:
-        with quiet, plain_progress():
-            result = pretrain(
-                args.config,
-                args.output,
-                overrides=parse_set_overrides(args.set),
-                resume=args.resume,
-                overwrite=args.overwrite,
-            )
-    except (ConfigError, OutputDirectoryError, CheckpointError, FileNotFoundError) as error:
-        raise CommandError(str(error)) from error
-    except TrainingDiverged as error:
-        print(f"kerasllm: {error}", file=sys.stderr)
+    result = run_training(args, pretrain)
+    if result is None:
         return 1
     if args.json:
         emit_json(result)
