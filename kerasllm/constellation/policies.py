@@ -164,29 +164,50 @@ class PerplexityPolicy(Policy):
 class LearnedRouterPolicy(Policy):
     """A trained classifier maps the prompt to a member.
 
-    `router` is a model directory of a `kerasllm.finetune.SequenceClassifier`
-    trained on `{"text": prompt, "label": member index}` examples; `labels`
-    names the member of each class index.
+    `router` is a model directory written by `kerasllm finetune` with
+    `format: classification` (a `kerasllm.finetune.SequenceClassifier` with
+    its tokenizer), trained on `{"text": prompt, "label": class index}`;
+    `labels` names the member of each class index. A loaded classifier (with
+    `.tokenizer`) can be given as `classifier=` instead.
     """
 
     type = "learned"
 
-    def __init__(self, router, labels):
+    def __init__(self, router=None, labels=None, *, classifier=None):
         if not labels or len(labels) < 2:
             raise ValueError(f"learned needs 'labels': the member of each class, at least two. Received: {labels!r}")
+        if router is None and classifier is None:
+            raise ValueError("learned needs 'router': a classifier model directory.")
         self.router = router
         self.labels = list(labels)
-        self._classifier = None
+        self._classifier = classifier
 
     def members_used(self):
         return set(self.labels)
 
     def probabilities(self, prompts):
-        if self._classifier is None:
-            from kerasllm.finetune import load_classifier
+        """Class probabilities `(len(prompts), num_classes)` for the prompts."""
+        from keras import ops
 
-            self._classifier = load_classifier(self.router)
-        return np.asarray(self._classifier.predict_proba(prompts))
+        if self._classifier is None:
+            import kerasllm
+
+            self._classifier = kerasllm.load(self.router)
+        classifier = self._classifier
+        tokenizer = classifier.tokenizer
+        rows = [tokenizer.encode(p) or [tokenizer.end_token_id] for p in prompts]
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), tokenizer.pad_token_id, "int32")
+        mask = np.zeros((len(rows), width), "int32")
+        for i, row in enumerate(rows):
+            ids[i, : len(row)], mask[i, : len(row)] = row, 1
+        logits = classifier({"token_ids": ids, "padding_mask": mask}, training=False)
+        probabilities = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
+        if probabilities.shape[-1] != len(self.labels):
+            raise ValueError(
+                f"The router has {probabilities.shape[-1]} classes but 'labels' names {len(self.labels)} members."
+            )
+        return probabilities
 
     def choose(self, prompts, ctx):
         probabilities = self.probabilities(prompts)

@@ -66,3 +66,24 @@ def test_routed_answer_equals_the_member_answering_alone(models):
     [routed] = constellation.answer(["Hi"])
     [alone] = member.complete(["Hi"], max_new_tokens=4)
     assert routed.text == alone.text and routed.member == "b"
+
+
+def test_learned_router_routes_by_the_classifier_probabilities(models):
+    from kerasllm.constellation import LearnedRouterPolicy
+    from kerasllm.finetune import SequenceClassifier
+
+    backbone = tiny_gpt(seed=3)
+    classifier = SequenceClassifier(backbone, num_classes=2)
+    classifier.tokenizer = ByteTokenizer()
+    policy = LearnedRouterPolicy(labels=["a", "b"], classifier=classifier)
+    prompts = ["short", "a much longer prompt here"]
+    probabilities = policy.probabilities(prompts)
+    # The reference: each prompt alone, unpadded.
+    for prompt, row in zip(prompts, probabilities):
+        alone = classifier(np.array([list(prompt.encode())], "int32"), training=False)
+        expected = np.exp(alone[0] - np.max(alone[0]))
+        np.testing.assert_allclose(row, expected / expected.sum(), atol=1e-5)
+    members = {n: LocalMember(n, model=m) for n, m in zip(("a", "b"), models)}
+    constellation = Constellation(members, policy, generation={"max_new_tokens": 2})
+    routed = constellation.answer(prompts)
+    assert [r.member for r in routed] == [["a", "b"][int(np.argmax(row))] for row in probabilities]
