@@ -20,7 +20,6 @@ JA = DOCS / "ja"
 # and when a guide is missing one without being listed: the list can only shrink.
 JAPANESE_PAGE_PENDING = {
     "export.md",
-    "generation.md",
     "performance.md",
 }
 
