@@ -19,7 +19,6 @@ JA = DOCS / "ja"
 # when a page listed here gains its Japanese counterpart (take it off the list)
 # and when a guide is missing one without being listed: the list can only shrink.
 JAPANESE_PAGE_PENDING = {
-    "export.md",
     "performance.md",
 }
 
