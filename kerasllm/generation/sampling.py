@@ -50,8 +50,11 @@ def uniform_noise(seed, step, num_classes):
     row_key = hash_int32(hash_int32(seed) + ops.cast(step, "int32"))  # (B,)
     classes = ops.arange(num_classes, dtype="int32")  # (V,)
     bits = hash_int32(row_key[:, None] + hash_int32(classes)[None, :])  # (B, V)
-    top24 = ops.cast(_shift_right(bits, 8), "float32")  # in [0, 2^24)
-    return (top24 + 0.5) / float(1 << 24)
+    # 23 bits, so that `k + 0.5` is exact in float32: with 24 bits the top
+    # value rounds up to 2^24, the noise becomes exactly 1, its Gumbel +inf,
+    # and a masked (-inf) logit plus it NaN, which JAX's argmax picks.
+    top23 = ops.cast(_shift_right(bits, 9), "float32")  # in [0, 2^23)
+    return (top23 + 0.5) / float(1 << 23)  # in [2^-24, 1 - 2^-24]
 
 
 def apply_repetition_penalty(logits, seen, penalty):

@@ -93,14 +93,6 @@ def _generator(tokenizer):
     return generator
 
 
-# Known bug, under investigation: on JAX one row of a 64-row top-k batch
-# takes a token the mask should forbid (a lone lead byte followed by ASCII),
-# and a greedy output changes; TensorFlow passes.
-JAX_MASK_BUG = pytest.mark.xfail(
-    keras.config.backend() == "jax",
-    reason="on JAX the valid-UTF-8 mask lets an occasional forbidden token through",
-    strict=False,
-)
 
 # Hot sampling from random weights: about 1 in 3 tokens would break a
 # character without the mask (checked below, so the test can fail).
@@ -114,7 +106,6 @@ STRATEGIES = [
 ]
 
 
-@JAX_MASK_BUG
 @pytest.mark.parametrize("name", ["bytes", "bpe", "sentencepiece"])
 def test_hot_sampling_never_breaks_a_character(tokenizers, name):
     tokenizer = tokenizers[name]
@@ -146,14 +137,16 @@ def test_beam_and_stream_never_break_a_character(tokenizers):
         assert "\ufffd" not in "".join(pieces)
 
 
-@JAX_MASK_BUG
 def test_greedy_outputs_that_were_valid_are_unchanged(tokenizers):
     tokenizer = tokenizers["bytes"]
     unchanged = 0
     for seed in range(6):
         model = tiny_gpt(seed=seed)
         generator = Generator(model, tokenizer=tokenizer, jit_compile=False)
-        for strategy in ("greedy", "beam"):
+        # Greedy only: under beam search the mask frees the beam slots that
+        # broken hypotheses held, so another valid sequence may win (seen on
+        # JAX); its output is checked for validity by the tests above.
+        for strategy in ("greedy",):
             off = generator.complete(PROMPTS, strategy=strategy, max_new_tokens=12, valid_utf8=False)
             on = generator.complete(PROMPTS, strategy=strategy, max_new_tokens=12)
             for a, b in zip(off, on):
