@@ -280,7 +280,7 @@ class GPT(keras.Model):
     # method: the one sanctioned upward import (models → generation), lazy so
     # that the dependency direction holds at import time.
 
-    def generate(self, prompts, max_new_tokens=64, strategy="greedy", **kwargs):
+    def generate(self, prompts, **kwargs):
         """Continues text prompts; returns the generated text.
 
         Decoding runs a compiled loop over the KV cache (XLA on TensorFlow,
@@ -291,15 +291,14 @@ class GPT(keras.Model):
         Args:
             prompts: a `str` or a list of `str` (needs `model.tokenizer`, set
                 by `kerasllm.load`, or `tokenizer=`).
-            max_new_tokens: most tokens to generate per prompt. Defaults to
-                `64`.
-            strategy: `"greedy"`, `"sample"`, `"top_k"`, `"top_p"` or
-                `"beam"`. Defaults to `"greedy"`.
-            **kwargs: `temperature`, `top_k`, `top_p`, `min_p`,
+            **kwargs: `max_new_tokens` (64), `strategy` (`"greedy"`,
+                `"sample"`, `"top_k"`, `"top_p"` or `"beam"`; greedy by
+                default), `temperature`, `top_k`, `top_p`, `min_p`,
                 `repetition_penalty`, `num_beams`, `length_penalty`,
                 `early_stopping`, `seed`, `stop` (stop strings), `truncate`
                 (`"left"`), `end_token_id`, `tokenizer`; see
-                `kerasllm.generation.Generator.complete`.
+                `kerasllm.generation.Generator.complete`. The defaults live
+                in `kerasllm.generation.GenerationOptions`.
 
         Returns:
             A `str` for a `str` prompt, else a list of `str`.
@@ -315,18 +314,17 @@ class GPT(keras.Model):
 
         single = isinstance(prompts, str)
         completions = complete(
-            self, [prompts] if single else prompts,
-            max_new_tokens=max_new_tokens, strategy=strategy, **kwargs
+            self, [prompts] if single else prompts, **kwargs
         )
         texts = [c.text for c in completions]
         return texts[0] if single else texts
 
-    def generate_ids(self, token_ids, max_new_tokens=64, strategy="greedy", **kwargs):
+    def generate_ids(self, token_ids, **kwargs):
         """Like `generate`, ids in and ids out; no tokenizer needed.
 
         Args:
             token_ids: one prompt as a list of ints, or a list of them.
-            max_new_tokens, strategy, **kwargs: as in `generate` (stop
+            **kwargs: as in `generate` (stop
                 strings need a tokenizer; `end_token_id` defaults to the
                 tokenizer's, or none).
 
@@ -338,13 +336,12 @@ class GPT(keras.Model):
 
         single = len(token_ids) > 0 and not hasattr(token_ids[0], "__len__")
         completions = complete(
-            self, [token_ids] if single else token_ids,
-            max_new_tokens=max_new_tokens, strategy=strategy, **kwargs
+            self, [token_ids] if single else token_ids, **kwargs
         )
         ids = [c.token_ids for c in completions]
         return ids[0] if single else ids
 
-    def stream(self, prompt, max_new_tokens=64, strategy="greedy", **kwargs):
+    def stream(self, prompt, **kwargs):
         """Yields the continuation of one text prompt in pieces, as it is made.
 
         Pieces never split a UTF-8 character (Japanese, emoji) and never
@@ -359,6 +356,4 @@ class GPT(keras.Model):
         """
         from kerasllm.generation import stream
 
-        yield from stream(
-            self, prompt, max_new_tokens=max_new_tokens, strategy=strategy, **kwargs
-        )
+        yield from stream(self, prompt, **kwargs)

@@ -1,7 +1,8 @@
 """`BytePairTokenizer`: byte-level BPE, in-graph and in Python, same ids.
 
 Why not `keras_hub.tokenizers.BytePairTokenizer`? We checked it against our
-files (keras-hub 0.32) and it fails both conditions of issue 3:
+files (keras-hub 0.32) and it fails both things this tokenizer must do
+(Hugging Face's ids, and a SavedModel that exports):
 
 - Its pre-tokenizer regex is fixed in the module and written with `\\p{L}`,
   `\\p{N}` and `\\s`, which RE2 and Oniguruma read differently (see
