@@ -10,14 +10,13 @@ import dataclasses
 import typing
 from typing import Optional
 
-from kerasllm.models.gpt_config import closest_names
-from kerasllm.training.config import PRECISIONS, ConfigError, _check_type
+from kerasllm.training.config import PRECISIONS, ConfigError, ConfigFile, _check_type
 
 __all__ = ["ConfigError", "DPOConfig", "GRPOConfig", "PPOConfig", "RewardConfig"]
 
 
 @dataclasses.dataclass(frozen=True)
-class _Common:
+class _Common(ConfigFile):
     """Keys every alignment run shares (the optimizer and run keys of pretraining)."""
 
     base: str = ""
@@ -83,52 +82,6 @@ class _Common:
 
     def check(self):
         """Method-specific checks (subclasses)."""
-
-    # ------------------------------------------------------------ (de)serialize
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def field_names(cls):
-        return [field.name for field in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values, overrides=None):
-        """A config from a dict and `--set` overrides (`lora.rank=4` reaches into `lora`)."""
-        if isinstance(values, cls):
-            values = values.to_dict()
-        values = dict(values or {})
-        if not isinstance(values, dict):
-            raise ConfigError(f"A config is a mapping of keys to values. Received: {values!r}")
-        for key, value in (overrides or {}).items():
-            if "." in key:
-                outer, inner = key.split(".", 1)
-                nested = dict(values.get(outer) or {})
-                nested[inner] = value
-                values[outer] = nested
-            else:
-                values[key] = value
-        valid = cls.field_names()
-        for key in values:
-            if key not in valid:
-                raise ConfigError(f"Unknown config key {key!r}. {closest_names(key, valid)}")
-        return cls(**values)
-
-    @classmethod
-    def from_yaml(cls, path, overrides=None):
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            try:
-                values = yaml.safe_load(f)
-            except yaml.YAMLError as error:
-                raise ConfigError(f"{path} is not valid YAML: {error}") from None
-        try:
-            return cls.from_dict(values, overrides)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
-
 
 def _check_fraction(config, name):
     value = getattr(config, name)

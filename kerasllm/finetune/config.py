@@ -12,15 +12,16 @@ import typing
 from typing import Optional
 
 from kerasllm.finetune.data import BATCHING, FORMATS, OVERLONG
-from kerasllm.models.gpt_config import closest_names
-from kerasllm.training.config import ConfigError, _check_type
+from kerasllm.training.config import ConfigError, ConfigFile, _check_type
 
 METHODS = ("full", "partial", "lora")
 POOLINGS = ("last", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(ConfigFile):
+    KIND = "A fine-tuning config"
+
     """Hyperparameters of `kerasllm.finetune.finetune`.
 
     Args:
@@ -172,13 +173,6 @@ class FinetuneConfig:
     def task_format(self):
         return "messages" if self.format == "auto" else self.format
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def field_names(cls):
-        return [field.name for field in dataclasses.fields(cls)]
-
     @classmethod
     def from_dict(cls, values, overrides=None):
         """A config from a dict (a parsed YAML file) and `--set` overrides.
@@ -186,34 +180,5 @@ class FinetuneConfig:
         A dotted override key (`lora.rank`) reaches into `lora`. Unknown keys
         fail with the closest valid names.
         """
-        if isinstance(values, cls):
-            values = values.to_dict()
-        values = dict(values or {})
-        if not isinstance(values, dict):
-            raise ConfigError(f"A fine-tuning config is a mapping. Received: {type(values).__name__}")
-        values["lora"] = dict(values.get("lora") or {})
-        for key, value in (overrides or {}).items():
-            if key.startswith("lora."):
-                values["lora"][key[len("lora."):]] = value
-            else:
-                values[key] = value
-        valid = cls.field_names()
-        for key in values:
-            if key not in valid:
-                raise ConfigError(f"Unknown config key {key!r}. {closest_names(key, valid)}")
-        return cls(**values)
-
-    @classmethod
-    def from_yaml(cls, path, overrides=None):
-        """A config from a YAML file, with `--set` style `overrides` applied."""
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            try:
-                values = yaml.safe_load(f)
-            except yaml.YAMLError as error:
-                raise ConfigError(f"{path} is not valid YAML: {error}") from None
-        try:
-            return cls.from_dict(values, overrides)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
+        values = cls.merged_values(values, overrides)
+        return cls(**{**values, "lora": dict(values.get("lora") or {})})

@@ -16,9 +16,7 @@ Training is Keras `fit` with the pretraining callbacks, in "epochs" of
 `gcd(log_every, eval_every, checkpoint_every, steps)` optimizer steps.
 """
 
-import dataclasses
 import math
-import os
 import statistics
 import sys
 import time
@@ -97,7 +95,7 @@ def finetune(config, output, *, overrides=None, resume=False, overwrite=False, c
 
     started = time.perf_counter()
     run = RunDirectory(output, kind="finetune", log=_log)
-    config = _config(run, config, overrides, resume=resume)
+    config = run.resolve_config(FinetuneConfig, config, overrides, resume=resume)
     run.prepare(config.to_dict(), resume=resume, overwrite=overwrite, resumable=RESUMABLE_CHANGES)
     # Every input is read and checked before anything in `output` changes.
     model = kerasllm.load(config.base)
@@ -291,23 +289,6 @@ class _StepTimer(keras.callbacks.Callback):
 
 def _validation_epochs(epochs, epoch_steps, eval_every):
     return sorted({e for e in range(1, epochs + 1) if (e * epoch_steps) % eval_every == 0} | {epochs})
-
-
-def _config(run, config, overrides, *, resume):
-    """The run's `FinetuneConfig`: given, or the saved one on resume."""
-    saved = run.saved_config()
-    if config is None:
-        if saved is None:
-            raise ConfigError(f"No config given and no run to resume in {run.path}.")
-        config = saved
-    if isinstance(config, (str, os.PathLike)):
-        config = FinetuneConfig.from_yaml(config, overrides)
-    else:
-        config = FinetuneConfig.from_dict(config, overrides)
-    if resume and saved and config.decay_steps is None and config.steps != saved.get("steps"):
-        # A longer run keeps the learning-rate schedule it was trained with.
-        config = dataclasses.replace(config, decay_steps=saved.get("decay_steps") or saved.get("steps"))
-    return config
 
 
 def _log(message):

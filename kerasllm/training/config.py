@@ -50,8 +50,84 @@ def load_yaml(stream):
     return yaml.load(stream, Loader=yaml_loader())
 
 
+class ConfigFile:
+    """How every run config (pretraining, fine-tuning, alignment) is read.
+
+    A subclass is a frozen dataclass whose fields are the schema. It is built
+    from a dict (a parsed YAML file) plus `--set key=value` overrides, where a
+    dotted key (`lora.rank`, `model.num_layers`) reaches into a mapping field;
+    unknown keys fail with the closest valid names.
+    """
+
+    KIND = "A config"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls):
+        return [field.name for field in dataclasses.fields(cls)]
+
+    @classmethod
+    def merged_values(cls, values, overrides=None):
+        """`values` with `overrides` applied and every key checked against the fields."""
+        if isinstance(values, cls):
+            values = values.to_dict()
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{cls.KIND} is a mapping of keys to values. Received: {type(values).__name__}"
+            )
+        values = dict(values)
+        for key, value in (overrides or {}).items():
+            outer, dot, inner = key.partition(".")
+            if not dot:
+                values[key] = value
+                continue
+            nested = values.get(outer) or {}
+            if not isinstance(nested, dict):
+                raise ConfigError(
+                    f"{key} reaches into {outer}, which must be a mapping. "
+                    f"Received: {outer}={nested!r} ({type(nested).__name__})"
+                )
+            values[outer] = {**nested, inner: value}
+        valid = cls.field_names()
+        for key in values:
+            if key not in valid:
+                raise ConfigError(f"Unknown config key {key!r}. {closest_names(key, valid)}")
+        return values
+
+    @classmethod
+    def from_dict(cls, values, overrides=None):
+        """A config from a dict and `--set` overrides.
+
+        Raises:
+            ConfigError: an unknown key (the message names the closest valid
+                keys), a value of the wrong type, or an invalid value.
+        """
+        return cls(**cls.merged_values(values, overrides))
+
+    @classmethod
+    def from_yaml(cls, path, overrides=None):
+        """A config from a YAML file, with `--set` style `overrides` applied."""
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            try:
+                values = load_yaml(f)
+            except yaml.YAMLError as error:
+                raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        try:
+            return cls.from_dict(values, overrides)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+
+
 @dataclasses.dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(ConfigFile):
+    KIND = "A pretraining config"
+
     """Hyperparameters of `kerasllm.training.pretrain`.
 
     Args:
@@ -257,13 +333,6 @@ class PretrainConfig:
 
     # ------------------------------------------------------------ (de)serialize
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def field_names(cls):
-        return [field.name for field in dataclasses.fields(cls)]
-
     @classmethod
     def from_dict(cls, values, overrides=None):
         """A config from a dict (a parsed YAML file) and `--set` overrides.
@@ -277,60 +346,28 @@ class PretrainConfig:
             ConfigError: an unknown key (the message names the closest valid
                 keys), a value of the wrong type, or an invalid value.
         """
-        if isinstance(values, cls):
-            values = values.to_dict()
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise ConfigError(
-                "A pretraining config is a mapping of keys to values. "
-                f"Received: {type(values).__name__}"
-            )
-        model = values.get("model") or {}
-        if not isinstance(model, dict):
+        if isinstance(values, dict) and not isinstance(values.get("model") or {}, dict):
+            model = values["model"]
             raise ConfigError(
                 "model must be dict (GPTConfig fields over the preset). "
                 f"Received: model={model!r} ({type(model).__name__})"
             )
-        values = {**values, "model": dict(model)}
-        for key, value in (overrides or {}).items():
-            if key.startswith("model."):
-                values["model"][key[len("model."):]] = value
-            elif key == "model" and not isinstance(value, dict):
-                raise ConfigError(
-                    "model must be dict (GPTConfig fields over the preset; set one "
-                    f"with model.<field>=...). Received: model={value!r} "
-                    f"({type(value).__name__})"
-                )
-            else:
-                values[key] = value
-        valid = cls.field_names()
-        for key in values:
-            if key not in valid:
-                raise ConfigError(f"Unknown config key {key!r}. {closest_names(key, valid)}")
+        values = cls.merged_values(values, overrides)
+        model = values.get("model") or {}
+        if not isinstance(model, dict):
+            raise ConfigError(
+                "model must be dict (GPTConfig fields over the preset; set one "
+                f"with model.<field>=...). Received: model={model!r} "
+                f"({type(model).__name__})"
+            )
         model_fields = [f.name for f in dataclasses.fields(GPTConfig)]
-        for key in values["model"]:
+        for key in model:
             if key not in model_fields:
                 raise ConfigError(
                     f"Unknown model key {key!r} (model.{key}). "
                     f"{closest_names(key, model_fields)}"
                 )
-        return cls(**values)
-
-    @classmethod
-    def from_yaml(cls, path, overrides=None):
-        """A config from a YAML file, with `--set` style `overrides` applied."""
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            try:
-                values = load_yaml(f)
-            except yaml.YAMLError as error:
-                raise ConfigError(f"{path} is not valid YAML: {error}") from None
-        try:
-            return cls.from_dict(values, overrides)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
+        return cls(**{**values, "model": dict(model)})
 
 
 def _check_type(name, value, annotation):

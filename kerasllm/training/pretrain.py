@@ -22,9 +22,7 @@ its status file, callbacks and resume are `RunDirectory`'s
 """
 
 import contextlib
-import dataclasses
 import math
-import os
 import pathlib
 import sys
 import time
@@ -109,7 +107,7 @@ def pretrain(
     started = time.perf_counter()
     output = pathlib.Path(output)
     run = RunDirectory(output, kind="pretrain", log=_log)
-    config = _config(run, config, overrides, resume=resume)
+    config = run.resolve_config(PretrainConfig, config, overrides, resume=resume)
     run.prepare(config.to_dict(), resume=resume, overwrite=overwrite, resumable=RESUMABLE_CHANGES)
     # Every input is checked before anything in `output` changes.
     given_tokenizer = _given_tokenizer(config)
@@ -252,30 +250,6 @@ def _train(config, run, tokenizer, model_config, train_cache, val_cache, callbac
 
 
 # ---------------------------------------------------------------- steps
-
-
-def _config(run, config, overrides, *, resume):
-    """The run's `PretrainConfig`: given, or the saved one on resume."""
-    saved = run.saved_config()
-    if config is None:
-        if saved is None:
-            raise ConfigError(f"No config given and no run to resume in {run.path}.")
-        config = saved
-    if isinstance(config, (str, os.PathLike)):
-        config = PretrainConfig.from_yaml(config, overrides)
-    else:
-        config = PretrainConfig.from_dict(config, overrides)
-    if resume and saved and config.decay_steps is None and config.steps != saved.get("steps"):
-        # A longer run must not restart the cosine from the top: keep the
-        # schedule it was trained with.
-        kept = saved.get("decay_steps") or saved.get("steps")
-        _log(
-            f"steps changed from {saved.get('steps')} to {config.steps} on resume: the "
-            f"learning-rate schedule is kept (its decay ends at step {kept}, then the "
-            "rate stays at its floor). Set decay_steps to choose another schedule."
-        )
-        config = dataclasses.replace(config, decay_steps=kept)
-    return config
 
 
 def _given_tokenizer(config):

@@ -139,6 +139,39 @@ class RunDirectory:
         record = self.record()
         return record.get("config") if record else None
 
+    def resolve_config(self, config_class, config, overrides, *, resume):
+        """The run's config: `config` (a YAML path or dict), or the saved one on resume.
+
+        `config_class` has `from_yaml(path, overrides)` and
+        `from_dict(values, overrides)` and the schedule keys `steps` and
+        `decay_steps`. A resumed run given a larger `steps` keeps the
+        learning-rate schedule it was trained with (and says so).
+        """
+        import dataclasses
+
+        from kerasllm.training.config import ConfigError
+
+        saved = self.saved_config()
+        if config is None:
+            if saved is None:
+                raise ConfigError(f"No config given and no run to resume in {self.path}.")
+            config = saved
+        if isinstance(config, (str, os.PathLike)):
+            config = config_class.from_yaml(config, overrides)
+        else:
+            config = config_class.from_dict(config, overrides)
+        if resume and saved and config.decay_steps is None and config.steps != saved.get("steps"):
+            # A longer run must not restart the cosine from the top.
+            kept = saved.get("decay_steps") or saved.get("steps")
+            print(
+                f"steps changed from {saved.get('steps')} to {config.steps} on resume: the "
+                f"learning-rate schedule is kept (its decay ends at step {kept}, then the "
+                "rate stays at its floor). Set decay_steps to choose another schedule.",
+                file=sys.stderr,
+            )
+            config = dataclasses.replace(config, decay_steps=kept)
+        return config
+
     def write_status(self, status, *, step=None, result=None, error=None):
         """Rewrite `run.json` with this status (the previous `result` is kept).
 
