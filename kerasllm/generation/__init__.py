@@ -24,7 +24,7 @@ from kerasllm.generation.decode_loop import (
     generate_tokens,
 )
 from kerasllm.generation.generation_options import GenerationOptions
-from kerasllm.generation.generator import Completion, Generator, get_generator
+from kerasllm.generation.generator import Completion, Generator, forget_generator, get_generator
 
 
 def complete(model, prompts, *, tokenizer=None, **options):
@@ -61,6 +61,7 @@ __all__ = [
     "beam_search_tokens",
     "complete",
     "generate_tokens",
+    "forget_generator",
     "get_generator",
     "stream",
 ]

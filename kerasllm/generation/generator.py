@@ -175,13 +175,28 @@ class Generator:
         Yields:
             `str` pieces whose concatenation is the completion's text.
         """
+        for piece in self.stream_completion(prompt, end_token_id=end_token_id, **options):
+            if isinstance(piece, str):
+                yield piece
+
+    def stream_completion(self, prompt, *, end_token_id="auto", **options):
+        """`stream`, then the finished `Completion` as the last item.
+
+        For callers that report how the completion ended (a server's
+        `finish_reason` and token counts) as well as its pieces.
+
+        Yields:
+            non-empty `str` pieces as `stream` does, then one `Completion`
+            (its `text` is the pieces joined, its `stop_reason` and
+            `token_ids` what the decode loop recorded).
+        """
         if not isinstance(prompt, str):
             raise TypeError(f"stream expects one str prompt. Received: {type(prompt).__name__}")
         opts = GenerationOptions(**options)
         if opts.graph_strategy == "beam":
             raise ValueError("Beam search cannot stream: its best sequence is known only at the end. Received: strategy='beam'")
         for piece in self._generate([prompt], end_token_id, opts, stream=True):
-            if piece:
+            if not isinstance(piece, str) or piece:
                 yield piece
 
     # ------------------------------------------------------------ inputs
@@ -297,7 +312,7 @@ class Generator:
     # ------------------------------------------------------------ running
 
     def _generate(self, prompts, end_token_id, opts, stream=False):
-        """Yields `Completion`s, or text pieces when `stream`."""
+        """Yields `Completion`s; when `stream`, text pieces before each."""
         texts, ids, end_token_id = self._encode(prompts, end_token_id)
         tokenizer = self.tokenizer
         if opts.stop and tokenizer is None:
@@ -333,14 +348,13 @@ class Generator:
                 text = row.text
                 if stream:
                     yield row.pop_text(final=True)
-            if not stream:
-                yield Completion(
-                    prompt=texts[i] if texts is not None else None,
-                    text=text,
-                    token_ids=token_ids,
-                    stop_reason=reason,
-                    num_prompt_tokens=len(ids[i]),
-                )
+            yield Completion(
+                prompt=texts[i] if texts is not None else None,
+                text=text,
+                token_ids=token_ids,
+                stop_reason=reason,
+                num_prompt_tokens=len(ids[i]),
+            )
 
     def _run_decode(self, ids, opts, pad_id, end, rows, stream):
         return _DecodeRun(self, ids, opts, pad_id, end, rows, stream)
@@ -461,3 +475,12 @@ def get_generator(model):
     if model not in _GENERATORS:
         _GENERATORS[model] = Generator(model)
     return _GENERATORS[model]
+
+
+def forget_generator(model):
+    """Drops the shared `Generator` of `model` and its compiled programs.
+
+    Needed after a change to the model's layers that tracing captured (LoRA
+    enabled, merged or removed); new weight values alone need no call.
+    """
+    _GENERATORS.pop(model, None)

@@ -160,56 +160,20 @@ class GeneratorEngine(Engine):
         return results
 
     def stream(self, request):
-        run = {}
-        original = type(self.generator)._run_decode
-
-        def capture(*args, **kwargs):
-            run["run"] = original(self.generator, *args, **kwargs)
-            return run["run"]
-
-        # The decode run holds the row's stop reason and token count; the
-        # public `stream` hands out text only. The run is made during the
-        # first step, which holds `self.lock`: only this stream can be in it.
-        inner = self.generator.stream(request.prompt, **self._options(request))
-        pieces = []
+        inner = self.generator.stream_completion(request.prompt, **self._options(request))
+        completion = None
         try:
-            self.generator._run_decode = capture
-            try:
-                piece = next(inner, None)
-            finally:
-                self.generator.__dict__.pop("_run_decode", None)
-            while piece is not None:
-                pieces.append(piece)
-                yield piece
-                piece = next(inner, None)
+            for piece in inner:
+                if isinstance(piece, str):
+                    yield piece
+                else:
+                    completion = piece
         except ValueError as error:
             raise invalid(str(error)) from error
         finally:
             inner.close()
-        text = "".join(pieces)
-        finish, count = self._stream_outcome(run.get("run"), text, request)
-        return GenerationResult(
-            text=text,
-            finish_reason=finish,
-            prompt_tokens=self.count_tokens(request.prompt),
-            completion_tokens=count,
-        )
-
-    def _stream_outcome(self, run, text, request):
-        """`(finish_reason, completion tokens)` of a finished stream."""
-        from kerasllm.generation import decode_loop
-
-        try:
-            _, lengths, reasons = run.result
-            row = run.rows[0]
-            if row.stopped:
-                return "stop", int(row.num_tokens)
-            reason = decode_loop.STOP_REASONS[int(reasons[0])]
-            return FINISH_REASONS.get(reason, "stop"), int(lengths[0])
-        except (AttributeError, TypeError, IndexError, KeyError):
-            # Without the run's record, the text's re-encoding is the count.
-            count = min(len(self.tokenizer.encode(text)) if text else 0, request.max_tokens)
-            return ("length" if count >= request.max_tokens else "stop"), count
+        # The completion's text is the pieces joined; its record says how it ended.
+        return self._result(completion)
 
 
 class SignatureEngine(Engine):
