@@ -54,6 +54,7 @@ def _serve(args):
         )
     try:
         state = build_state(
+            servables=_constellations(args),
             model_base_path=args.model_base_path,
             model_name=args.model_name,
             model_config_file=args.model_config_file,
@@ -79,6 +80,30 @@ def _serve(args):
     )
 
 
+def _constellations(args):
+    """`{name: servable}` of the `--constellation` files (checked before serving)."""
+    files = args.constellation or []
+    if args.constellation_name and len(files) != 1:
+        raise CommandError(
+            f"--constellation-name names one --constellation. Received: {len(files)} constellation files"
+        )
+    from kerasllm.constellation.constellation import ConstellationConfigError
+    from kerasllm.constellation.servable import constellation_servable
+
+    servables = {}
+    for path in files:
+        try:
+            name, servable = constellation_servable(path, args.constellation_name)
+        except (ConstellationConfigError, ValueError) as error:
+            raise CommandError(f"--constellation {path}: {error}") from error
+        if name in servables:
+            raise CommandError(f"Two constellations are named {name!r}; rename a file or use --constellation-name.")
+        servables[name] = servable
+        members = ", ".join(sorted(servable.constellation.members))
+        print(f"kerasllm serve: constellation {name!r} of {members}", file=sys.stderr)
+    return servables
+
+
 def add_commands(subparsers):
     from kerasllm.serving.state import ServerConfig
 
@@ -87,8 +112,8 @@ def add_commands(subparsers):
         "serve",
         help="Serve models: TF Serving REST/gRPC, OpenAI API, playground, feedback.",
         description=(
-            "Serve `kerasllm export` version folders (saved_models/NAME/VERSION) or a "
-            "kerasllm model directory: TensorFlow Serving's REST and gRPC APIs, the "
+            "Serve `kerasllm export` version folders (saved_models/NAME/VERSION), a "
+            "kerasllm model directory or a constellation of models: TensorFlow Serving's REST and gRPC APIs, the "
             "OpenAI completions/chat API, a playground page at /, and feedback in SQLite. "
             "New versions load and warm up before they take traffic. See docs/serving.md."
         ),
@@ -98,6 +123,11 @@ def add_commands(subparsers):
     parser.add_argument(
         "--model-config-file", help="TF Serving's text-proto ModelServerConfig (several models, "
         "version policies, labels); replaces --model-base-path.")
+    parser.add_argument(
+        "--constellation", action="append", metavar="FILE",
+        help="A constellation YAML (recipes/configs/constellation/): several models behind one "
+        "router, served as one model named after the file (repeatable; alone or beside --model-*).")
+    parser.add_argument("--constellation-name", help="The served name of the one --constellation.")
     parser.add_argument("--host", default="127.0.0.1", help="Address to bind. Default 127.0.0.1 (this machine only).")
     parser.add_argument("--rest-port", type=int, default=8501, help="HTTP port. Default 8501.")
     parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (0: no gRPC). Default 8500.")

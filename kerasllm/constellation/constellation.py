@@ -46,6 +46,7 @@ class RoutedAnswer:
         reason: why the policy chose it.
         finish_reason: `"stop"`, `"length"` or `"content_filter"`.
         confidence: the answering member's mean token log-probability, where known.
+        num_tokens: tokens the answering member generated, where known.
         failures: `{"member", "error"}` for each member that failed on the way.
         seconds: wall time of the whole routing for the batch.
     """
@@ -56,6 +57,7 @@ class RoutedAnswer:
     reason: str
     finish_reason: Optional[str] = None
     confidence: Optional[float] = None
+    num_tokens: Optional[int] = None
     failures: List[dict] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
@@ -66,12 +68,13 @@ class RoutedAnswer:
 class _Run:
     """One `answer` call: calls members with timeouts, records failures."""
 
-    def __init__(self, constellation, num_prompts):
+    def __init__(self, constellation, num_prompts, generation=None):
         self.constellation = constellation
+        self.generation = generation
         self.failures = [[] for _ in range(num_prompts)]
 
     def call(self, name, prompts):
-        return self.constellation.call_member(name, prompts)
+        return self.constellation.call_member(name, prompts, generation=self.generation)
 
     def prompt_log_likelihood(self, name, prompts):
         return self.constellation.members[name].prompt_log_likelihood(prompts)
@@ -126,6 +129,7 @@ class _Run:
                     reason,
                     finish_reason=answer.finish_reason,
                     confidence=answer.confidence,
+                    num_tokens=answer.num_tokens,
                     failures=self.failures[i],
                 )
             )
@@ -243,13 +247,17 @@ class Constellation:
 
     # ------------------------------------------------------------ answering
 
-    def call_member(self, name, prompts):
-        """`name`'s answers to `prompts`; `MemberError` if it fails or times out."""
+    def call_member(self, name, prompts, generation=None):
+        """`name`'s answers to `prompts`; `MemberError` if it fails or times out.
+
+        `generation` overrides the constellation's settings for this call.
+        """
         member = self.members[name]
         timeout = member.timeout or self.timeout
+        options = {**self.generation, **(generation or {})}
         # A member that runs past its timeout is reported as failed; its
         # thread cannot be stopped and finishes in the background.
-        future = self._pool.submit(member.complete, list(prompts), **self.generation)
+        future = self._pool.submit(member.complete, list(prompts), **options)
         try:
             answers = future.result(timeout=timeout)
         except concurrent.futures.TimeoutError as error:
@@ -267,12 +275,16 @@ class Constellation:
         prompts = _check_prompts(prompts)
         return self.policy.choose(prompts, _Run(self, len(prompts)))
 
-    def answer(self, prompts):
-        """Route and answer each prompt; a list of `RoutedAnswer`."""
+    def answer(self, prompts, generation=None):
+        """Route and answer each prompt; a list of `RoutedAnswer`.
+
+        `generation` overrides the config's generation settings for this call
+        (a server passes each request's `max_new_tokens`, `temperature`, ...).
+        """
         single = isinstance(prompts, str)
         prompts = _check_prompts(prompts)
         started = time.perf_counter()
-        routed = self.policy.run(prompts, _Run(self, len(prompts)))
+        routed = self.policy.run(prompts, _Run(self, len(prompts), generation))
         seconds = time.perf_counter() - started
         for item in routed:
             item.seconds = seconds

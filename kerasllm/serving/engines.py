@@ -33,6 +33,9 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: Optional[int] = None
     stop: Tuple[str, ...] = ()
+    # The conversation of a chat request (`prompt` is it rendered with the
+    # chat template), for engines that route by the user's own words.
+    messages: Optional[tuple] = None
 
     def batch_key(self):
         """Requests with equal keys can run as rows of one `Generator` call."""
@@ -49,10 +52,18 @@ class GenerationRequest:
 
 @dataclasses.dataclass
 class GenerationResult:
+    """One completion, as the server reports it.
+
+    `route` is set by engines that choose among several models (a
+    constellation): `{"member", "reason", "failures"}`, returned to the
+    client and recorded with the completion.
+    """
+
     text: str
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    route: Optional[dict] = None
 
 
 def cut_at_stop(text, stop):

@@ -14,6 +14,8 @@ Like TF Serving's file-system source and availability-preserving policy:
   working version. It is retried only when its folder's contents change.
 - Nothing outside a base path is read: a version folder whose real path
   (symlinks resolved) leaves the base path is refused.
+- `add_servable` serves an object built in memory (a constellation of
+  models, say) under a name of its own, as version 1, beside the scanned ones.
 """
 
 import dataclasses
@@ -22,7 +24,7 @@ import pathlib
 import re
 import threading
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 from kerasllm.serving.errors import invalid, not_found
 from kerasllm.serving.servables import is_model_dir, load_servable
@@ -78,6 +80,7 @@ class ModelManager:
         self.wrap = wrap
         self.jit_compile = jit_compile
         self._versions: Dict[str, Dict[int, VersionState]] = {name: {} for name in self.specs}
+        self._held = set()  # names added with `add_servable`
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread = None
@@ -104,6 +107,25 @@ class ModelManager:
                 self.poll()
             except Exception:  # noqa: BLE001 (keep polling; each failure is logged)
                 log.exception("model scan failed")
+
+    def add_servable(self, name, servable):
+        """Serve `servable` as version 1 of `name`, now and until `close`.
+
+        For servables that no base path holds: it warms up and goes through
+        `wrap` like a loaded version, and no scan ever replaces it.
+        """
+        from kerasllm.serving.model_config import check_model_name
+
+        check_model_name(name)
+        with self._lock:
+            if name in self.specs or name in self._held:
+                raise ValueError(f"A model named {name!r} is already served; pick another name.")
+        servable.warmup()
+        if self.wrap is not None:
+            servable = self.wrap(None, 1, servable) or servable
+        with self._lock:
+            self._held.add(name)
+            self._versions[name] = {1: VersionState(1, None, AVAILABLE, servable=servable)}
 
     # ------------------------------------------------------------ scanning
 
@@ -155,7 +177,7 @@ class ModelManager:
                 if s.state == AVAILABLE and (v not in on_disk or (serving and v not in wanted))
             ]
             for version in retire:
-                self._unload(spec, states[version])
+                self._unload(spec.name, states[version])
 
     def _load(self, spec, state):
         stamp = _stamp(state.path)
@@ -179,21 +201,21 @@ class ModelManager:
             time.monotonic() - started,
         )
 
-    def _unload(self, spec, state):
+    def _unload(self, name, state):
         state.state = UNLOADING
         servable, state.servable = state.servable, None
         if servable is not None:
             servable.close()
         state.state = END
-        log.info("model %s version %s unloaded", spec.name, state.version)
+        log.info("model %s version %s unloaded", name, state.version)
 
     # ------------------------------------------------------------ lookups
 
     def names(self):
-        return list(self.specs)
+        return list(self.specs) + sorted(self._held)
 
     def _states(self, name):
-        if name not in self.specs:
+        if name not in self.specs and name not in self._held:
             raise not_found(f"Could not find any versions of model {name}")
         return self._versions[name]
 
@@ -213,7 +235,7 @@ class ModelManager:
             return [states[v].status_json() for v in sorted(states, reverse=True)]
 
     def _label_version(self, name, label):
-        labels = self.specs[name].labels
+        labels = self.specs[name].labels if name in self.specs else {}
         if label not in labels:
             raise not_found(f"Unrecognized servable version label: {label}")
         return labels[label]
@@ -221,7 +243,7 @@ class ModelManager:
     def get(self, name, version=None, label=None):
         """`(version, servable)` for a request; NOT_FOUND names what was asked."""
         with self._lock:
-            if name not in self.specs:
+            if name not in self.specs and name not in self._held:
                 raise not_found(f"Servable not found for request: Latest({name})")
             states = self._versions[name]
             if label is not None:
@@ -251,4 +273,4 @@ class ModelManager:
             for name, states in self._versions.items():
                 for state in states.values():
                     if state.state == AVAILABLE:
-                        self._unload(self.specs[name], state)
+                        self._unload(name, state)

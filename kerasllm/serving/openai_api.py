@@ -10,6 +10,9 @@ llama.cpp serve), so the `openai` client works unchanged:
   each choice's `finish_reason`: `"stop"`, `"length"` or `"content_filter"`.
 - `"stream": true` sends server-sent events, one `data: {chunk}` per piece,
   ending with `data: [DONE]`; a piece never splits a UTF-8 character.
+- A model that routes between several (a constellation) adds `route`
+  (`{"member", "reason", "failures"}`) to each choice and to the response,
+  the header `x-kerasllm-member`, and `route` on a stream's last chunk.
 - Errors are `{"error": {"message", "type", "param", "code"}}` with 400
   (bad request, prompt too long), 401, 404 (unknown model), 413, 429, 503.
 
@@ -27,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, StreamingResponse
 
 from kerasllm.serving.engines import GenerationRequest
-from kerasllm.serving.errors import ServingError, invalid
+from kerasllm.serving.errors import ServingError
 
 # Stream pieces left unfinished by a disconnected client are closed here,
 # off the event loop (closing takes the engine's lock).
@@ -170,13 +173,14 @@ async def _check_length(servable, prompt, params, state, *, chat):
     return count, max_tokens
 
 
-def _requests(prompt, params, max_tokens, stop):
+def _requests(prompt, params, max_tokens, stop, messages=None):
     return [
         GenerationRequest(
             prompt=prompt, max_tokens=max_tokens, temperature=params["temperature"],
             top_p=params["top_p"],
             seed=None if params["seed"] is None else params["seed"] + i,
             stop=tuple(stop),
+            messages=None if messages is None else tuple(messages),
         )
         for i in range(params["n"])
     ]
@@ -189,9 +193,14 @@ def _filter(state, text, finish_reason):
     return text, ("content_filter" if flagged else finish_reason)
 
 
-def _record(state, completion_id, index, *, name, version, endpoint, prompt, text, finish, params, messages=None):
+def _record(state, completion_id, index, *, name, version, endpoint, prompt, text, finish, params,
+            messages=None, route=None):
     if state.feedback is None:
         return
+    if route and route.get("member"):
+        # A routed answer is recorded under the member that wrote it, so
+        # `kerasllm feedback stats` rates each member of a constellation.
+        version = route["member"]
     sampling = {k: params[k] for k in ("max_tokens", "temperature", "top_p", "seed", "stop", "n")}
     state.feedback.record_completion(
         completion_id, index, model=name, version=version, endpoint=endpoint, prompt=prompt,
@@ -244,7 +253,7 @@ async def _handle(request, state, *, chat):
             stop = params["stop"]
         prompt_tokens, max_tokens = await _check_length(servable, prompt, params, state, chat=chat)
         params["max_tokens"] = max_tokens
-        requests = _requests(prompt, params, max_tokens, stop)
+        requests = _requests(prompt, params, max_tokens, stop, messages)
     except BadRequest as error:
         return openai_error(error.status, error.message, error.param, error.code)
     except ServingError as error:
@@ -267,14 +276,18 @@ async def _handle(request, state, *, chat):
     for index, result in enumerate(results):
         text, finish = _filter(state, result.text, result.finish_reason)
         completion_tokens += result.completion_tokens
-        await run_in_threadpool(_record, state, completion_id, index, text=text, finish=finish, **record)
+        await run_in_threadpool(_record, state, completion_id, index, text=text, finish=finish,
+                                route=result.route, **record)
         if chat:
-            choices.append({"index": index, "message": {"role": "assistant", "content": text},
-                            "logprobs": None, "finish_reason": finish})
+            choice = {"index": index, "message": {"role": "assistant", "content": text},
+                      "logprobs": None, "finish_reason": finish}
         else:
-            choices.append({"index": index, "text": text, "logprobs": None, "finish_reason": finish})
+            choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+        if result.route is not None:
+            choice["route"] = result.route
+        choices.append(choice)
     prompt_tokens = prompt_tokens if prompt_tokens is not None else results[0].prompt_tokens
-    return JSONResponse({
+    body = {
         "id": completion_id,
         "object": "chat.completion" if chat else "text_completion",
         "created": created,
@@ -282,7 +295,13 @@ async def _handle(request, state, *, chat):
         "system_fingerprint": f"{name}-v{version}",
         "choices": choices,
         "usage": _usage(prompt_tokens, completion_tokens),
-    })
+    }
+    headers = None
+    if results[0].route is not None:
+        # Which model of a constellation answered, and why (the first choice's).
+        body["route"] = results[0].route
+        headers = {"x-kerasllm-member": str(results[0].route.get("member"))}
+    return JSONResponse(body, headers=headers)
 
 
 def _step(engine, iterator):
@@ -310,7 +329,7 @@ async def _stream_events(state, servable, requests, completion_id, created, name
     output_filter = state.output_filter
     holdback = output_filter.holdback if output_filter is not None else 0
 
-    def chunk(index, text=None, finish=None, role=False):
+    def chunk(index, text=None, finish=None, role=False, route=None):
         if chat:
             delta = {}
             if role:
@@ -324,6 +343,8 @@ async def _stream_events(state, servable, requests, completion_id, created, name
                    "system_fingerprint": f"{name}-v{record['version']}", "choices": [choice]}
         if include_usage:
             payload["usage"] = None
+        if route is not None:
+            payload["route"] = route
         return _sse(payload)
 
     state.stream_opened()
@@ -363,8 +384,10 @@ async def _stream_events(state, servable, requests, completion_id, created, name
                 completion_tokens += result.completion_tokens
             if len(text) > sent:
                 yield chunk(index, text[sent:])
-            yield chunk(index, finish=finish)
-            await run_in_threadpool(_record, state, completion_id, index, text=text, finish=finish, **record)
+            route = result.route if result is not None else None
+            yield chunk(index, finish=finish, route=route)
+            await run_in_threadpool(_record, state, completion_id, index, text=text, finish=finish,
+                                    route=route, **record)
         if include_usage:
             payload = {"id": completion_id, "object": kind, "created": created, "model": name,
                        "choices": [], "usage": _usage(prompt_tokens, completion_tokens)}

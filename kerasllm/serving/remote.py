@@ -18,13 +18,14 @@ import numpy as np
 from google.protobuf import json_format
 
 from kerasllm.serving.errors import ServingError, not_found, unavailable
+from kerasllm.serving.servables import Servable
 from kerasllm.serving.tensors import tensor_json
 
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
 
 
-class RemoteServable:
+class RemoteServable(Servable):
     """One model on the backend: signatures from its metadata, predict over HTTP."""
 
     def __init__(self, client, name, version):

@@ -54,13 +54,17 @@ class Servable:
     def _function(self, signature_name):
         raise NotImplementedError
 
-    def _check_inputs(self, signature_name, inputs):
-        signature_name = signature_name or "serving_default"
+    def check_signature(self, signature_name):
+        """FAILED_PRECONDITION unless the servable has this signature."""
         if signature_name not in self.signature_defs:
             raise ServingError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f'Serving signature key "{signature_name}" not found.',
             )
+
+    def _check_inputs(self, signature_name, inputs):
+        signature_name = signature_name or "serving_default"
+        self.check_signature(signature_name)
         signature = self.signature_defs[signature_name]
         unknown = sorted(set(inputs) - set(signature.inputs))
         if unknown:

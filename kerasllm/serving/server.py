@@ -25,15 +25,25 @@ def build_state(
     output_filter=None,
     backend="local",
     backend_url=None,
+    servables=None,
 ):
-    """A `ServerState` (models not loaded yet; call `state.manager.start()`)."""
+    """A `ServerState` (models not loaded yet; call `state.manager.start()`).
+
+    `servables` maps more names to servables built in memory (served as
+    version 1 beside the models on disk; see `ModelManager.add_servable`).
+    """
     config = config or ServerConfig()
+    servables = dict(servables or {})
     if model_config_file:
         specs = read_model_config(model_config_file)
     elif model_base_path:
         specs = [spec_from_flags(model_base_path, model_name)]
+    elif servables:
+        specs = []
     else:
-        raise ValueError("Give --model-base-path or --model-config-file.")
+        raise ValueError("Give --model-base-path, --model-config-file or --constellation.")
+    if servables and backend != "local":
+        raise ValueError(f"Servables built here run with the local backend. Received: backend={backend!r}")
     if backend == "tfserving":
         from kerasllm.serving.remote import RemoteManager
 
@@ -52,7 +62,10 @@ def build_state(
         from kerasllm.serving.feedback_store import FeedbackStore
 
         store = FeedbackStore(feedback_db)
-    return ServerState(manager, config, feedback=store, output_filter=output_filter)
+    state = ServerState(manager, config, feedback=store, output_filter=output_filter)
+    for name, servable in servables.items():
+        manager.add_servable(name, servable)
+    return state
 
 
 def serve(state, *, host="127.0.0.1", rest_port=8501, grpc_port=8500, log_level="info", ready=None,

@@ -70,11 +70,7 @@ def predict(manager, name, version, label, body):
     if not isinstance(signature_name, str):
         raise invalid(f"signature_name must be a string. Received: {signature_name!r}")
     signature_defs = servable.signature_defs
-    if signature_name not in signature_defs:
-        import grpc
-
-        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f'Serving signature key "{signature_name}" not found.')
+    servable.check_signature(signature_name)
     inputs, layout = decode_predict_body(body, signature_defs[signature_name])
     outputs = servable.predict(signature_name, inputs)
     return encode_predict_outputs(outputs, layout)
