@@ -128,28 +128,33 @@ class FeedbackStore:
         A better answer written by a user is chosen over the completion it
         replaces. Rated completions of the same prompt pair up: each +1
         completion is chosen over each -1 one. Equal texts make no pair.
+
+        A chat completion's prompt is its conversation (a list of messages)
+        and its answers are plain strings, the conversational form
+        `kerasllm.alignment` renders with the chat template, so the answers
+        end with `<|im_end|>` as the served model ends them.
         """
         pairs, seen = [], set()
 
-        def add(prompt, chosen, rejected, source):
-            key = (prompt, chosen, rejected)
+        def add(row, chosen, rejected, source):
+            key = (row["prompt"], chosen, rejected)
             if chosen != rejected and key not in seen:
                 seen.add(key)
+                prompt = json.loads(row["messages"]) if row["messages"] else row["prompt"]
                 pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, **source})
 
         by_prompt = {}
         for row in self.rows():
             source = {"model": row["model"], "version": row["version"]}
             if row["preferred"]:
-                add(row["prompt"], row["preferred"], row["completion"], source)
+                add(row, row["preferred"], row["completion"], source)
             if row["rating"] in (1, -1):
-                by_prompt.setdefault(row["prompt"], {1: [], -1: []})[row["rating"]].append(
-                    (row["completion"], source)
-                )
-        for prompt, rated in by_prompt.items():
+                rated = by_prompt.setdefault(row["prompt"], (row, {1: [], -1: []}))[1]
+                rated[row["rating"]].append((row["completion"], source))
+        for row, rated in by_prompt.values():
             for good, source in rated[1]:
                 for bad, _ in rated[-1]:
-                    add(prompt, good, bad, source)
+                    add(row, good, bad, source)
         return pairs
 
     def stats(self):
