@@ -34,6 +34,8 @@ EXTRAS = {
         "openai>=1.40",
         "playwright>=1.40",
     ],
+    # Constellation members deployed as Ray Serve deployments (`ray:` members).
+    "ray": ["ray[serve]>=2.9,<3"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 

@@ -12,13 +12,19 @@ Kinds:
     OpenAIMember     any OpenAI-compatible endpoint (`kerasllm serve`, vLLM, ...)
     TFServingMember  a model behind TensorFlow Serving's REST API (a
                      `kerasllm export` SavedModel)
+    RayMember        a Ray Serve deployment: a model directory this member
+                     deploys into Ray worker processes, or a running
+                     application it connects to (`pip install kerasllm[ray]`)
 
 Remote members speak plain HTTP+JSON with the standard library's client, so a
-constellation needs no extra dependency to reach them.
+constellation needs no extra dependency to reach them; only Ray members need
+Ray.
 """
 
 import dataclasses
 import json
+import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -44,6 +50,8 @@ class Answer:
             member (higher is surer), or `None` where the member cannot tell.
         num_tokens: tokens generated (`None` if unknown).
         seconds: wall time of the member's call for the batch.
+        worker: the process that generated it (`host:pid` of a Ray Serve
+            replica), where the member runs elsewhere and says so.
     """
 
     text: str
@@ -52,6 +60,7 @@ class Answer:
     confidence: Optional[float] = None
     num_tokens: Optional[int] = None
     seconds: float = 0.0
+    worker: Optional[str] = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -332,7 +341,222 @@ class TFServingMember(Member):
         return {**super().describe(), "url": self.url, "model": self.model, "version": self.version}
 
 
-MEMBER_KINDS = {"model": LocalMember, "openai": OpenAIMember, "tfserving": TFServingMember}
+RAY_INSTALL_HINT = "Ray Serve members need Ray Serve 2.x: pip install kerasllm[ray]"
+
+
+def _ray_serve():
+    """`(ray, ray.serve)`, or an ImportError that says how to install them."""
+    try:
+        import ray
+        from ray import serve
+    except ImportError as error:
+        raise ImportError(f"{RAY_INSTALL_HINT} ({error})") from error
+    return ray, serve
+
+
+def _worker_id():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class MemberReplica:
+    """What one Ray Serve replica runs: a `LocalMember` in its worker process.
+
+    `RayMember` deploys it; it can also be deployed on its own with Ray
+    Serve's tools through `ray_app` (`serve run
+    kerasllm.constellation.members:ray_app model_dir=DIR`), and a
+    `RayMember` without `model_dir` then connects to it. The model loads
+    when the replica starts, so a deployment that is running can answer.
+    """
+
+    def __init__(self, name, model_dir, adapter=None, chat=False):
+        self.member = LocalMember(name, model_dir, adapter=adapter, chat=chat)
+        self.member.model  # noqa: B018 - load now: a bad directory fails the deployment
+
+    def complete(self, prompts, options):
+        answers = self.member.complete(list(prompts), **dict(options or {}))
+        return {"worker": _worker_id(), "answers": [a.to_dict() for a in answers]}
+
+    def prompt_log_likelihood(self, prompts):
+        return self.member.prompt_log_likelihood(list(prompts))
+
+    def describe(self):
+        return {**self.member.describe(), "worker": _worker_id()}
+
+
+def ray_app(args):
+    """A Ray Serve application builder for `serve run` and Serve config files.
+
+    `args`: `model_dir` (required), `adapter`, `chat`, `name`,
+    `num_replicas`, `num_cpus`, `num_gpus`, as strings or values.
+
+    Example (shell):
+        serve run kerasllm.constellation.members:ray_app model_dir=runs/demo/model
+    """
+    if not args.get("model_dir"):
+        raise ValueError(f"ray_app needs model_dir=DIR. Received: {dict(args)!r}")
+    chat = str(args.get("chat", False)).lower() in ("1", "true", "yes")
+    return _bind_replica(
+        str(args.get("name", "member")),
+        str(args["model_dir"]),
+        adapter=args.get("adapter"),
+        chat=chat,
+        num_replicas=int(args.get("num_replicas", 1)),
+        num_cpus=float(args.get("num_cpus", 1)),
+        num_gpus=float(args.get("num_gpus", 0)),
+    )
+
+
+def _bind_replica(name, model_dir, *, adapter, chat, num_replicas, num_cpus, num_gpus=0.0):
+    _, serve = _ray_serve()
+    resources = {"num_cpus": num_cpus, **({"num_gpus": num_gpus} if num_gpus else {})}
+    options = {"name": "MemberReplica", "num_replicas": num_replicas, "ray_actor_options": resources}
+    import inspect
+
+    if "max_constructor_retry_count" in inspect.signature(serve.deployment).parameters:
+        options["max_constructor_retry_count"] = 1  # a bad model directory fails once, not twenty times
+    return serve.deployment(MemberReplica).options(**options).bind(name, model_dir, adapter, chat)
+
+
+class RayMember(Member):
+    """A member served by Ray Serve, in worker processes of a Ray cluster.
+
+    With `model_dir`, the member deploys a Ray Serve application named `app`
+    whose replicas each run the model (a `LocalMember`) in their own Ray
+    worker process, on whichever node has the CPUs (or GPUs) asked for;
+    without it, the member calls the application `app` that is already
+    running (deployed by another `RayMember`, by `ray_app`, or any
+    deployment with the same `complete(prompts, options)` method). Either
+    way it deploys or connects on first use, so loading a config starts
+    nothing.
+
+    Args:
+        name: the member's name.
+        app: the Ray Serve application name. Defaults to `name`.
+        model_dir: a model directory to deploy. Defaults to `None` (connect
+            to the running application).
+        adapter: a LoRA adapter directory to apply on top. Defaults to `None`.
+        deployment: the deployment within `app` to call. Defaults to the
+            application's ingress.
+        address: the Ray cluster to join (`ray.init(address=...)`, e.g.
+            `"auto"` or `"ray://head:10001"`). Defaults to the cluster this
+            process already joined, else `RAY_ADDRESS`, else a new local one.
+        num_replicas: replicas to deploy. Defaults to 1.
+        num_cpus: CPUs each replica reserves. Defaults to 1.
+        num_gpus: GPUs each replica reserves. Defaults to 0.
+        chat: prompts are rendered with the chat template. Defaults to `False`.
+        timeout: seconds per call. Defaults to the constellation's.
+
+    Raises:
+        ImportError: Ray Serve is not installed (`pip install kerasllm[ray]`).
+    """
+
+    kind = "ray"
+
+    def __init__(self, name, app=None, model_dir=None, *, adapter=None, deployment=None, address=None,
+                 num_replicas=1, num_cpus=1.0, num_gpus=0.0, chat=False, timeout=None):
+        super().__init__(name, chat=chat, timeout=timeout)
+        _ray_serve()  # fail at config time, not at the first prompt
+        if adapter and not model_dir:
+            raise ValueError(f"member {name!r}: an adapter needs the model_dir it applies to. Received: adapter={adapter!r}")
+        if model_dir and deployment:
+            raise ValueError(
+                f"member {name!r}: give model_dir (deploy) or deployment (connect), not both. "
+                f"Received: model_dir={model_dir!r}, deployment={deployment!r}"
+            )
+        if not isinstance(num_replicas, int) or isinstance(num_replicas, bool) or num_replicas < 1:
+            raise ValueError(f"member {name!r}: num_replicas must be an int >= 1. Received: {num_replicas!r}")
+        self.app = str(app or name)
+        self.model_dir = model_dir
+        self.adapter = adapter
+        self.deployment = deployment
+        self.address = address
+        self.num_replicas = num_replicas
+        self.num_cpus = float(num_cpus)
+        self.num_gpus = float(num_gpus)
+        self._handle = None
+        import threading
+
+        self._lock = threading.Lock()
+
+    @property
+    def handle(self):
+        """The Ray Serve handle: deploys or connects on first use."""
+        with self._lock:
+            if self._handle is None:
+                self._handle = self._deploy() if self.model_dir else self._connect()
+            return self._handle
+
+    def _init_ray(self):
+        ray, serve = _ray_serve()
+        if not ray.is_initialized():
+            ray.init(address=self.address, ignore_reinit_error=True, include_dashboard=False)
+        return serve
+
+    def _deploy(self):
+        serve = self._init_ray()
+        # Members are called through handles; no HTTP proxy is needed.
+        serve.start(proxy_location="Disabled")
+        app = _bind_replica(
+            self.name, str(self.model_dir), adapter=self.adapter, chat=self.chat,
+            num_replicas=self.num_replicas, num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+        )
+        try:
+            return serve.run(app, name=self.app, route_prefix=None)
+        except Exception as error:  # noqa: BLE001 - Ray reports a failed replica in many types
+            raise MemberError(f"member {self.name!r}: deploying {self.model_dir} as Ray Serve app {self.app!r} failed: {error}") from error
+
+    def _connect(self):
+        serve = self._init_ray()
+        try:
+            if self.deployment:
+                return serve.get_deployment_handle(self.deployment, app_name=self.app)
+            return serve.get_app_handle(self.app)
+        except Exception as error:  # noqa: BLE001
+            raise MemberError(
+                f"member {self.name!r}: no running Ray Serve application {self.app!r}"
+                + (f" with deployment {self.deployment!r}" if self.deployment else "")
+                + f" ({error}). Give model_dir to deploy one, or start it with "
+                "`serve run kerasllm.constellation.members:ray_app model_dir=DIR`."
+            ) from error
+
+    def _call(self, method, *args):
+        try:
+            return getattr(self.handle, method).remote(*args).result(timeout_s=self.timeout)
+        except MemberError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a replica's failure is the member's
+            raise MemberError(f"member {self.name!r} (Ray Serve app {self.app!r}) failed: {type(error).__name__}: {error}") from error
+
+    def complete(self, prompts, **options):
+        reply = self._call("complete", list(prompts), options)
+        try:
+            answers = [{**a, "member": self.name, "worker": a.get("worker") or reply["worker"]} for a in reply["answers"]]
+            return [Answer(**a) for a in answers]
+        except (KeyError, TypeError) as error:
+            raise MemberError(f"member {self.name!r}: Ray Serve app {self.app!r} answered {str(reply)[:200]}") from error
+
+    def prompt_log_likelihood(self, prompts):
+        return list(self._call("prompt_log_likelihood", list(prompts)))
+
+    def shutdown(self):
+        """Delete the application this member deployed (a connected one is left running)."""
+        if self._handle is not None and self.model_dir:
+            _, serve = _ray_serve()
+            serve.delete(self.app)
+        self._handle = None
+
+    def describe(self):
+        return {
+            **super().describe(),
+            "app": self.app,
+            "model_dir": None if self.model_dir is None else str(self.model_dir),
+            "adapter": self.adapter,
+            "deployment": self.deployment,
+            "num_replicas": self.num_replicas,
+        }
+
+
+MEMBER_KINDS = {"model": LocalMember, "openai": OpenAIMember, "tfserving": TFServingMember, "ray": RayMember}
 
 
 def member_from_config(name, spec):
@@ -341,14 +565,29 @@ def member_from_config(name, spec):
     `{"model": DIR, "adapter": DIR?, "chat": bool?}` is a local model;
     `{"openai": URL, "model": NAME, "api_key": KEY?}` an OpenAI-compatible
     endpoint; `{"tfserving": URL, "model": NAME, "version": N?}` a TF Serving
-    model.
+    model; `{"ray": APP, "model": DIR?, "adapter": DIR?, "deployment": NAME?,
+    "address": ADDR?, "num_replicas": N?, "num_cpus": N?, "num_gpus": N?}` a
+    Ray Serve application (`ray: true` names it after the member), deployed
+    from `model` or, without it, already running.
     """
     if not isinstance(spec, dict):
         raise ValueError(f"member {name!r} must be a mapping. Received: {spec!r}")
     chat = bool(spec.get("chat", False))
     timeout = float(spec["timeout"]) if spec.get("timeout") is not None else None
     allowed = {"chat", "timeout"}
-    if "openai" in spec:
+    if "ray" in spec:
+        allowed |= {"ray", "model", "adapter", "deployment", "address", "num_replicas", "num_cpus", "num_gpus"}
+        app = spec["ray"]
+        if app is True:
+            app = name
+        if not isinstance(app, str) or not app:
+            raise ValueError(f"member {name!r}: 'ray' must be the Ray Serve application name (or true). Received: {app!r}")
+        member = RayMember(
+            name, app, spec.get("model"), adapter=spec.get("adapter"), deployment=spec.get("deployment"),
+            address=spec.get("address"), num_replicas=spec.get("num_replicas", 1), num_cpus=spec.get("num_cpus", 1),
+            num_gpus=spec.get("num_gpus", 0), chat=chat, timeout=timeout,
+        )
+    elif "openai" in spec:
         allowed |= {"openai", "model", "api_key"}
         member = OpenAIMember(name, spec["openai"], spec.get("model", name), api_key=spec.get("api_key"), chat=chat, timeout=timeout or 60.0)
     elif "tfserving" in spec:
@@ -359,8 +598,8 @@ def member_from_config(name, spec):
         member = LocalMember(name, spec["model"], adapter=spec.get("adapter"), chat=chat, timeout=timeout)
     else:
         raise ValueError(
-            f"member {name!r} needs one of 'model' (a model directory), 'openai' (a URL) "
-            f"or 'tfserving' (a URL). Received keys: {sorted(spec)}"
+            f"member {name!r} needs one of 'model' (a model directory), 'openai' (a URL), "
+            f"'tfserving' (a URL) or 'ray' (a Ray Serve application). Received keys: {sorted(spec)}"
         )
     unknown = sorted(set(spec) - allowed)
     if unknown:
