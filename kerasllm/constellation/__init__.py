@@ -3,7 +3,8 @@
     Constellation.from_yaml(path).answer(prompts)   routed answers, each naming
                                                      its member and the reason
     members:  LocalMember (model directory + optional LoRA adapter),
-              OpenAIMember (any OpenAI-compatible URL), TFServingMember
+              OpenAIMember (any OpenAI-compatible URL), TFServingMember,
+              RayMember (a Ray Serve deployment; pip install kerasllm[ray])
     policies: rules, perplexity, learned router, cascade, best of n
 
 See docs/constellation.md.
@@ -20,6 +21,7 @@ from kerasllm.constellation.members import (
     Member,
     MemberError,
     OpenAIMember,
+    RayMember,
     TFServingMember,
     member_from_config,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "MemberError",
     "OpenAIMember",
     "PerplexityPolicy",
+    "RayMember",
     "RoutedAnswer",
     "RulesPolicy",
     "TFServingMember",
