@@ -6,6 +6,10 @@
 - `data`: preference pairs and prompts from JSONL.
 - `dpo`, `reward`, `grpo`, `ppo`: the runs behind `kerasllm dpo`, `reward`,
   `grpo` and `ppo`, each writing a model directory.
+- `run`: what every run shares (the run directory, the `fit` loop of the
+  pair methods, logging, LoRA through fine-tuning's adapters); `online`:
+  what the sampling methods share (prompts, rewards, rollouts, the loop);
+  `rollout`: sampling and scoring.
 
 See docs/alignment.md.
 """

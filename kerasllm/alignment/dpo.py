@@ -11,10 +11,6 @@ Training is Keras `fit` over a `keras.Model` whose `compute_loss` is the DPO
 loss, so the progress bar, TensorBoard and checkpoints work as usual.
 """
 
-import math
-import pathlib
-import time
-
 import keras
 import numpy as np
 from keras import ops
@@ -23,15 +19,15 @@ from kerasllm.alignment import data as pref_data
 from kerasllm.alignment.config import DPOConfig
 from kerasllm.alignment.losses import dpo_loss, sequence_log_probs
 from kerasllm.alignment.run import (
-    MetricsLog,
-    diverged,
+    evaluate_pairs,
+    execute,
+    fit_pairs,
+    load_pair_splits,
     load_policy,
     log,
     make_optimizer,
-    prepare_output,
-    save_policy,
+    save_model,
 )
-from kerasllm.training.callbacks import NonFiniteGuard, StepCheckpoint
 
 METRICS = ("loss", "rewards_chosen", "rewards_rejected", "rewards_margins", "rewards_accuracies")
 
@@ -100,19 +96,6 @@ def reference_log_probs(objective, arrays, batch_size):
     return np.asarray(objective.predict(inputs, batch_size=batch_size, verbose=0), "float32")
 
 
-def encode_preferences(config, tokenizer, paths, report=None):
-    pairs = pref_data.load_preferences(paths, config.skip_bad_lines, report)
-    if not pairs:
-        raise ValueError(f"No preference pairs in {paths}.")
-    return pairs
-
-
-def _split(pairs, fraction, seed):
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    n_eval = int(round(len(pairs) * fraction)) if len(pairs) > 1 else 0
-    return [pairs[i] for i in order[n_eval:]], [pairs[i] for i in order[:n_eval]]
-
-
 def _arrays(encoded):
     return {
         "chosen_ids": encoded.chosen_ids,
@@ -120,20 +103,6 @@ def _arrays(encoded):
         "rejected_ids": encoded.rejected_ids,
         "rejected_labels": encoded.rejected_labels,
     }
-
-
-def _batches(arrays, batch_size, seed, start_step):
-    """An endless stream of shuffled batches, each epoch reshuffled, from `start_step`."""
-    n = len(arrays["chosen_ids"])
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(n) for _ in range(1 + (start_step + 1) * batch_size // n)])
-    position = start_step * batch_size
-    while True:
-        while position + batch_size > len(order):
-            order = np.concatenate([order, rng.permutation(n)])
-        index = order[position : position + batch_size]
-        position += batch_size
-        yield ({k: v[index] for k, v in arrays.items()},)
 
 
 def dpo(config, output, *, overrides=None, resume=False, overwrite=False, callbacks=None, verbose="auto"):
@@ -161,27 +130,18 @@ def dpo(config, output, *, overrides=None, resume=False, overwrite=False, callba
                  overrides={"base": "runs/sft/model", "steps": 50})
     ```
     """
-    started = time.perf_counter()
-    output = pathlib.Path(output)
-    config, run = prepare_output(
-        output, DPOConfig, config, overrides, resume=resume, overwrite=overwrite, method="dpo"
+    return execute(
+        "dpo", DPOConfig, lambda c, out, run: _train_dpo(c, out, run, callbacks, verbose),
+        config, output, overrides=overrides, resume=resume, overwrite=overwrite,
     )
-    with run.session(config.to_dict()):
-        return _train_dpo(config, output, run, callbacks, verbose, started)
 
 
-def _train_dpo(config, output, run, callbacks, verbose, started):
-    keras.utils.set_random_seed(config.seed)
-
+def _train_dpo(config, output, run, callbacks, verbose):
     policy = load_policy(config)
     tokenizer = policy.tokenizer
     max_length = min(config.max_length, policy.config.context_length)
     report = pref_data.LoadReport()
-    pairs = encode_preferences(config, tokenizer, config.data, report)
-    if config.eval_data:
-        train_pairs, eval_pairs = pairs, encode_preferences(config, tokenizer, config.eval_data)
-    else:
-        train_pairs, eval_pairs = _split(pairs, config.eval_fraction, config.seed)
+    train_pairs, eval_pairs = load_pair_splits(config, report)
     train = pref_data.encode_pairs(train_pairs, tokenizer, max_length)
     train_arrays = _arrays(train)
     eval_arrays = _arrays(pref_data.encode_pairs(eval_pairs, tokenizer, max_length)) if eval_pairs else None
@@ -201,54 +161,28 @@ def _train_dpo(config, output, run, callbacks, verbose, started):
     if eval_arrays:
         eval_arrays.update(reference_chosen=eval_ref[:, 0], reference_rejected=eval_ref[:, 1])
 
-    def evaluate():
-        if not eval_arrays:
-            return {}
-        return objective.evaluate(eval_arrays, batch_size=config.batch_size, verbose=0, return_dict=True)
-
-    before = evaluate()
-    start_step = run.restore(objective)
-    epoch_steps = math.gcd(config.log_every, config.checkpoint_every, config.steps)
-    guard = NonFiniteGuard()
-    run_callbacks = [
-        guard,
-        MetricsLog(output, "kerasllm dpo", METRICS, start_step=start_step),
-        StepCheckpoint(output / "checkpoints", every=config.checkpoint_every, keep=config.keep_checkpoints),
-        *(callbacks or []),
-    ]
+    before = evaluate_pairs(objective, eval_arrays, config.batch_size)
     log(
         f"DPO ({config.loss_type}, beta={config.beta}) on {len(train)} pairs "
         f"({len(eval_pairs)} held out, {train.truncated} truncated, "
-        f"{len(report.skipped)} bad lines skipped), steps {start_step}..{config.steps}.",
+        f"{len(report.skipped)} bad lines skipped), up to step {config.steps}.",
         "dpo",
     )
-    if start_step < config.steps:
-        objective.fit(
-            _batches(train_arrays, config.batch_size, config.seed, start_step),
-            steps_per_epoch=epoch_steps,
-            epochs=config.steps // epoch_steps,
-            initial_epoch=start_step // epoch_steps,
-            shuffle=False,  # the batches are shuffled (seeded, resumable) by _batches
-            callbacks=run_callbacks,
-            verbose=verbose,
-        )
-    if guard.diverged_at is not None:
-        diverged(run, guard.diverged_at, guard.message)
-    after = evaluate()
-    step = int(ops.convert_to_numpy(objective.optimizer.iterations))
+    step = fit_pairs(
+        objective, run, output, config, train_arrays, title="kerasllm dpo", metrics=METRICS,
+        callbacks=callbacks, verbose=verbose,
+    )
+    after = evaluate_pairs(objective, eval_arrays, config.batch_size)
     result = {
-        "output": str(output),
         "step": step,
         "pairs": {
             "train": len(train_pairs), "eval": len(eval_pairs),
             "truncated": train.truncated, "skipped": len(report.skipped),
         },  # fmt: skip
-        "before": _rounded(before),
-        "after": _rounded(after),
+        "before": before,
+        "after": after,
     }
-    result["model_dir"] = str(save_policy(policy, output, "dpo", config, result))
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    run.complete(result)
+    result["model_dir"] = str(save_model(policy, output, "dpo", config, result))
     if after:
         log(
             f"Done: held-out reward accuracy {before.get('rewards_accuracies', 0):.3f} -> "
@@ -257,7 +191,3 @@ def _train_dpo(config, output, run, callbacks, verbose, started):
             "dpo",
         )
     return result
-
-
-def _rounded(metrics):
-    return {k: round(float(v), 5) for k, v in metrics.items()}

@@ -22,13 +22,13 @@ stay small and positive: a negative KL means the samples did not come from
 the policy (wrong temperature, a stale reference, a padding mismatch).
 """
 
+import time
+
 import keras
 import numpy as np
 from keras import ops
 
-from kerasllm.alignment import rollout as rollouts
 from kerasllm.alignment.config import PPOConfig
-from kerasllm.alignment.grpo import PolicyGradientObjective, _online
 from kerasllm.alignment.heads import PolicyWithValue
 from kerasllm.alignment.losses import (
     clipped_policy_loss,
@@ -40,7 +40,8 @@ from kerasllm.alignment.losses import (
     token_log_probs,
     whiten,
 )
-from kerasllm.alignment.run import make_optimizer
+from kerasllm.alignment.online import RolloutStepper, predict_log_probs, train_online
+from kerasllm.alignment.run import execute
 
 TRAIN_METRICS = ("loss", "policy_loss", "value_loss", "clip_fraction", "value_clip_fraction",
                  "approx_kl", "ratio", "entropy")  # fmt: skip
@@ -109,7 +110,7 @@ class AdaptiveKLController:
             self.value *= 1.0 + error * n_samples / self.horizon
 
 
-class PPOStepper:
+class PPOStepper(RolloutStepper):
     """One PPO iteration at a time: rollout, score, GAE, several epochs of updates.
 
     Args:
@@ -121,35 +122,29 @@ class PPOStepper:
     """
 
     def __init__(self, policy, config, reward_fn, reference, end_token_id=None, optimizer=None):
-        self.policy, self.config, self.reward_fn = policy, config, reward_fn
-        self.end_token_id = end_token_id
-        self.objective = PPOObjective(
-            policy, config.clip_range, config.value_clip_range, config.vf_coefficient
-        )
-        self.objective.compile(optimizer=optimizer or make_optimizer(config))
-        reference.trainable = False
-        self.reference = PolicyGradientObjective(reference)
+        objective = PPOObjective(policy, config.clip_range, config.value_clip_range, config.vf_coefficient)
+        super().__init__(policy, config, reward_fn, objective, reference, end_token_id, optimizer)
         self.kl = AdaptiveKLController(config.kl_coefficient, config.kl_target, config.kl_horizon)
-        self.pad_id = int(policy.tokenizer.pad_token_id) if policy.tokenizer is not None else 0
+
+    def state(self):
+        # The adaptive coefficient has moved since the start: a resume continues from it.
+        return {"kl_coefficient": self.kl.value}
+
+    def load_state(self, state):
+        if "kl_coefficient" in state:
+            self.kl.value = float(state["kl_coefficient"])
 
     def step(self, records, prompt_ids, seed):
-        import time
-
         config = self.config
         started = time.perf_counter()
-        sampled = rollouts.sample(
-            self.policy, prompt_ids,
-            max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-            top_k=config.top_k, seed=seed, end_token_id=self.end_token_id,
-            pad_token_id=self.pad_id, max_prompt_length=max(len(p) for p in prompt_ids),
-        )  # fmt: skip
+        sampled = self.sample(prompt_ids, seed)
         sample_seconds = time.perf_counter() - started
         n = len(prompt_ids)
         inputs = {"token_ids": sampled.token_ids, "labels": sampled.labels}
         out = self.objective.predict(inputs, batch_size=n, verbose=0)
         old_log_probs = np.asarray(out["log_probs"], "float32")
         old_values = np.asarray(out["values"], "float32")
-        reference = np.asarray(self.reference.predict(inputs, batch_size=n, verbose=0), "float32")
+        reference = predict_log_probs(self.reference, inputs, n)
         mask = sampled.mask
         scores = np.asarray(self.reward_fn(records, sampled.texts), "float32")
 
@@ -202,4 +197,7 @@ def ppo(config, output, *, overrides=None, resume=False, overwrite=False, verbos
     Args and returns as `grpo`; `config` is a `PPOConfig` (or dict / YAML).
     The value head is kept in the checkpoints, not in the model directory.
     """
-    return _online(PPOConfig, "ppo", config, output, overrides, resume, overwrite, verbose)
+    return execute(
+        "ppo", PPOConfig, train_online(PPOStepper, "ppo", verbose=verbose),
+        config, output, overrides=overrides, resume=resume, overwrite=overwrite,
+    )

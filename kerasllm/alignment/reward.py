@@ -10,28 +10,25 @@ completion scores higher) and writes `OUTPUT/model`, which
 `load_reward_model` reads back as a scorer: `rm.score(prompts, completions)`.
 """
 
-import math
-import pathlib
-import time
-
 import keras
 import numpy as np
 from keras import ops
 
 from kerasllm.alignment import data as pref_data
 from kerasllm.alignment.config import RewardConfig
-from kerasllm.alignment.dpo import _batches, _split
 from kerasllm.alignment.heads import RewardModel
 from kerasllm.alignment.losses import bradley_terry_loss
 from kerasllm.alignment.run import (
-    MetricsLog,
-    diverged,
+    apply_configured_lora,
+    evaluate_pairs,
+    execute,
+    fit_pairs,
+    load_pair_splits,
     load_policy,
     log,
     make_optimizer,
-    prepare_output,
+    save_model,
 )
-from kerasllm.training.callbacks import NonFiniteGuard, StepCheckpoint
 
 METRICS = ("loss", "accuracy", "reward_chosen", "reward_rejected", "margin")
 
@@ -118,84 +115,47 @@ def reward(config, output, *, overrides=None, resume=False, overwrite=False, cal
     rm.score(["2+3="], ["5"])
     ```
     """
-    started = time.perf_counter()
-    output = pathlib.Path(output)
-    config, run = prepare_output(
-        output, RewardConfig, config, overrides, resume=resume, overwrite=overwrite, method="reward"
+    return execute(
+        "reward", RewardConfig, lambda c, out, run: _train_reward(c, out, run, callbacks, verbose),
+        config, output, overrides=overrides, resume=resume, overwrite=overwrite,
     )
-    with run.session(config.to_dict()):
-        return _train_reward(config, output, run, callbacks, verbose, started)
 
 
-def _train_reward(config, output, run, callbacks, verbose, started):
-    keras.utils.set_random_seed(config.seed)
-    backbone = load_policy(config)
+def _train_reward(config, output, run, callbacks, verbose):
+    backbone = load_policy(config, lora=False)
     tokenizer = backbone.tokenizer
     max_length = min(config.max_length, backbone.config.context_length - 1)
     report = pref_data.LoadReport()
-    pairs = pref_data.load_preferences(config.data, config.skip_bad_lines, report)
-    if config.eval_data:
-        train_pairs, eval_pairs = pairs, pref_data.load_preferences(config.eval_data)
-    else:
-        train_pairs, eval_pairs = _split(pairs, config.eval_fraction, config.seed)
+    train_pairs, eval_pairs = load_pair_splits(config, report)
     train_arrays, truncated = pair_arrays(train_pairs, tokenizer, max_length)
     eval_arrays = pair_arrays(eval_pairs, tokenizer, max_length)[0] if eval_pairs else None
 
     model = RewardModel(backbone, dtype=backbone.dtype_policy)
+    model.metadata = backbone.metadata
+    apply_configured_lora(model, config)  # the new head trains in full beside the adapter
     objective = RewardObjective(model, config.center_coefficient)
     objective.compile(optimizer=make_optimizer(config))
 
-    def evaluate():
-        if not eval_arrays:
-            return {}
-        metrics = objective.evaluate(eval_arrays, batch_size=config.batch_size, verbose=0, return_dict=True)
-        return {k: round(float(v), 5) for k, v in metrics.items()}
-
-    before = evaluate()
-    start_step = run.restore(objective)
-    epoch_steps = math.gcd(config.log_every, config.checkpoint_every, config.steps)
-    guard = NonFiniteGuard()
+    before = evaluate_pairs(objective, eval_arrays, config.batch_size)
     log(
         f"Reward model on {len(train_pairs)} pairs ({len(eval_pairs)} held out, {truncated} "
-        f"truncated, {len(report.skipped)} bad lines skipped), steps {start_step}..{config.steps}.",
+        f"truncated, {len(report.skipped)} bad lines skipped), up to step {config.steps}.",
         "reward",
     )
-    if start_step < config.steps:
-        objective.fit(
-            _batches(train_arrays, config.batch_size, config.seed, start_step),
-            steps_per_epoch=epoch_steps,
-            epochs=config.steps // epoch_steps,
-            initial_epoch=start_step // epoch_steps,
-            shuffle=False,  # the batches are shuffled (seeded, resumable) by _batches
-            callbacks=[
-                guard,
-                MetricsLog(output, "kerasllm reward", METRICS, start_step=start_step),
-                StepCheckpoint(output / "checkpoints", every=config.checkpoint_every, keep=config.keep_checkpoints),
-                *(callbacks or []),
-            ],
-            verbose=verbose,
-        )
-    if guard.diverged_at is not None:
-        diverged(run, guard.diverged_at, guard.message)
-    after = evaluate()
-    step = int(ops.convert_to_numpy(objective.optimizer.iterations))
+    step = fit_pairs(
+        objective, run, output, config, train_arrays, title="kerasllm reward", metrics=METRICS,
+        callbacks=callbacks, verbose=verbose,
+    )
+    after = evaluate_pairs(objective, eval_arrays, config.batch_size)
     result = {
-        "output": str(output),
         "step": step,
         "pairs": {"train": len(train_pairs), "eval": len(eval_pairs), "truncated": truncated,
                   "skipped": len(report.skipped)},  # fmt: skip
         "eval_before": before,
         "eval": after,
     }
-    import kerasllm
-
-    model_dir = output / "model"
-    metadata = {**(backbone.metadata or {}), "reward_config": config.to_dict(), "reward_result": result}
-    kerasllm.save(model, model_dir, tokenizer=tokenizer, metadata=metadata, overwrite=True)
-    result["model_dir"] = str(model_dir)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    run.complete(result)
+    result["model_dir"] = str(save_model(model, output, "reward", config, result))
     if after:
         log(f"Done: held-out pairwise accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}. "
-            f"Model: {model_dir}", "reward")  # fmt: skip
+            f"Model: {result['model_dir']}", "reward")  # fmt: skip
     return result

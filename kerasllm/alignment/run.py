@@ -8,22 +8,30 @@ Layout of `OUTPUT/` (as pretraining's)::
     tensorboard/    the same metrics for TensorBoard
     checkpoints/    step-XXXXXXXX/ (weights + optimizer state), the last few
     model/          the trained model directory (`kerasllm.load`)
+    adapter/        with `lora`: the adapter alone (`kerasllm generate --adapter`)
 
-`prepare_output` checks the directory against the run asked for through the
-`RunDirectory` that pretraining and fine-tuning share (refusing to replace a
-run without `overwrite=True`, continuing one with `resume=True`, `run.json`
-tracking how the run ends); `MetricsLog` writes the CSV, the PNG and
-TensorBoard.
+`execute` prepares the directory through the `RunDirectory` that
+pretraining and fine-tuning share (refusing to replace a run without
+`overwrite=True`, continuing one with `resume=True`, `run.json` tracking how
+the run ends) and runs a method's training inside its session. `fit_pairs`
+is the `fit` loop of the pair methods (reward, DPO); `online.train_online`
+the loop of the sampling ones (GRPO, PPO). `MetricsLog` writes the CSV and
+the PNG, `tensorboard` gives training's TensorBoard callback. LoRA is
+fine-tuning's (`apply_lora`, `save_adapter`, `merge_lora`).
 """
 
 import csv
+import importlib.util
 import math
 import os
 import pathlib
 import sys
+import time
 
 import keras
+import numpy as np
 
+from kerasllm.training.callbacks import NonFiniteGuard, StepCheckpoint, StepTensorBoard
 from kerasllm.training.config import ConfigError
 from kerasllm.training.optimizers import create_optimizer
 
@@ -82,13 +90,12 @@ def make_optimizer(config):
     )
 
 
-def load_policy(config, *, trainable=True):
-    """The base model under the configured precision; LoRA enabled if asked.
+def load_policy(config, *, trainable=True, lora=True):
+    """The base model under the configured precision; LoRA applied if asked.
 
-    With `lora`, Keras's own `enable_lora(rank, lora_alpha)` is switched on
-    for the `Dense` layers whose path contains one of `targets` (default
-    `qkv` and `output`, the attention projections); everything else is
-    frozen. A normal save merges the adapters into the kernels.
+    With `lora` in the config (and `lora=True` here), fine-tuning's
+    `apply_lora` adapts the layers `targets` names (default: every
+    projection of every block) and freezes everything else.
     """
     import kerasllm
 
@@ -103,74 +110,179 @@ def load_policy(config, *, trainable=True):
         policy.set_weights(weights)
         policy.tokenizer, policy.metadata = tokenizer, metadata
     policy.trainable = trainable
-    if trainable and config.lora:
-        enable_lora(policy, **config.lora)
+    if trainable and lora:
+        apply_configured_lora(policy, config)
     return policy
 
 
-def enable_lora(model, rank=8, alpha=None, targets=("qkv", "output")):
-    """Turns on Keras LoRA for the Dense layers whose path matches `targets`.
+def apply_configured_lora(model, config):
+    """`kerasllm.finetune.apply_lora` with the config's `lora` keys (nothing without them)."""
+    if not config.lora:
+        return None
+    from kerasllm.finetune import apply_lora
+    from kerasllm.finetune.lora import DEFAULT_TARGETS
+
+    lora = config.lora
+    try:
+        return apply_lora(
+            model, lora.get("rank", 8), lora.get("alpha"), lora.get("targets", DEFAULT_TARGETS)
+        )
+    except ValueError as error:
+        raise ConfigError(f"lora: {error}") from None
+
+
+def save_model(model, output, method, config, result):
+    """Writes `OUTPUT/model`, a plain model directory, and with LoRA `OUTPUT/adapter`.
+
+    The adapter alone (fine-tuning's `save_adapter`) is kept beside the
+    model; the model has it merged into its kernels (`merge_lora`), so it
+    loads, generates and exports like any other.
+    """
+    import kerasllm
+    from kerasllm.finetune import lora_config, merge_lora, save_adapter
+
+    output = pathlib.Path(output)
+    if lora_config(model) is not None:
+        save_adapter(model, output / "adapter", overwrite=True)
+        result["adapter_dir"] = str(output / "adapter")
+        merge_lora(model)
+    metadata = dict(model.metadata or {})
+    metadata.update({f"{method}_config": config.to_dict(), f"{method}_result": result})
+    kerasllm.save(model, output / "model", metadata=metadata, overwrite=True)
+    return output / "model"
+
+
+def execute(method, config_cls, train, config, output, *, overrides, resume, overwrite):
+    """Prepares the run directory, runs `train(config, output, run)` inside its session.
+
+    `train` returns the result dict (with `step` and `model_dir`); this
+    adds `output` and `seconds` and marks the run complete.
+    """
+    started = time.perf_counter()
+    output = pathlib.Path(output)
+    config, run = prepare_output(
+        output, config_cls, config, overrides, resume=resume, overwrite=overwrite, method=method
+    )
+    with run.session(config.to_dict()):
+        keras.utils.set_random_seed(config.seed)
+        result = {"output": str(output), **train(config, output, run)}
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        return run.complete(result)
+
+
+# ---------------------------------------------------------------- pairs (reward, DPO)
+
+
+def split_pairs(pairs, fraction, seed):
+    """`(train, held_out)`: a seeded share `fraction` of `pairs` held out."""
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_eval = int(round(len(pairs) * fraction)) if len(pairs) > 1 else 0
+    return [pairs[i] for i in order[n_eval:]], [pairs[i] for i in order[:n_eval]]
+
+
+def load_pair_splits(config, report=None):
+    """The config's train and held-out preference pairs (`eval_data`, else a split)."""
+    from kerasllm.alignment.data import load_preferences
+
+    pairs = load_preferences(config.data, config.skip_bad_lines, report)
+    if not pairs:
+        raise ValueError(f"No preference pairs in {config.data}.")
+    if config.eval_data:
+        return pairs, load_preferences(config.eval_data)
+    return split_pairs(pairs, config.eval_fraction, config.seed)
+
+
+def batches(arrays, batch_size, seed, start_step):
+    """An endless stream of shuffled batches, each epoch reshuffled, from `start_step`."""
+    n = len(next(iter(arrays.values())))
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(n) for _ in range(1 + (start_step + 1) * batch_size // n)])
+    position = start_step * batch_size
+    while True:
+        while position + batch_size > len(order):
+            order = np.concatenate([order, rng.permutation(n)])
+        index = order[position : position + batch_size]
+        position += batch_size
+        yield ({k: v[index] for k, v in arrays.items()},)
+
+
+def fit_pairs(objective, run, output, config, arrays, *, title, metrics, callbacks, verbose):
+    """Resumes and trains a compiled objective on `arrays` for `config.steps` steps.
+
+    The callbacks are pretraining's (NaN guard, checkpoints, TensorBoard on
+    optimizer steps) with `MetricsLog` for the method's own metrics; a
+    `fit` epoch is one logging interval.
 
     Returns:
-        The paths of the layers adapted.
+        The optimizer step reached.
     """
-    model.trainable = False
-    adapted = []
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, keras.layers.Dense) and any(t in layer.path for t in targets):
-            layer.trainable = True
-            layer.enable_lora(rank, lora_alpha=alpha or rank)
-            adapted.append(layer.path)
-    if not adapted:
-        names = sorted(
-            l.path for l in model._flatten_layers(include_self=False)
-            if isinstance(l, keras.layers.Dense)
+    start_step = run.restore(objective)
+    epoch_steps = math.gcd(config.log_every, config.checkpoint_every, config.steps)
+    guard = NonFiniteGuard()
+    run_callbacks = [
+        guard,
+        MetricsLog(output, title, metrics, start_step=start_step),
+        *filter(None, [tensorboard(output)]),
+        StepCheckpoint(output / "checkpoints", every=config.checkpoint_every, keep=config.keep_checkpoints),
+        *(callbacks or []),
+    ]
+    if start_step < config.steps:
+        objective.fit(
+            batches(arrays, config.batch_size, config.seed, start_step),
+            steps_per_epoch=epoch_steps,
+            epochs=config.steps // epoch_steps,
+            initial_epoch=start_step // epoch_steps,
+            shuffle=False,  # the batches are shuffled (seeded, resumable) by `batches`
+            callbacks=run_callbacks,
+            verbose=verbose,
         )
-        raise ConfigError(f"lora.targets {list(targets)} match no Dense layer; there are: {names}")
-    return adapted
+    if guard.diverged_at is not None:
+        diverged(run, guard.diverged_at, guard.message)
+    return run.step(objective)
 
 
-def merge_lora(model):
-    """A plain copy of `model` with its LoRA factors folded into the kernels.
+def evaluate_pairs(objective, arrays, batch_size):
+    """The objective's metrics on held-out `arrays` (rounded), or `{}` without any."""
+    if not arrays:
+        return {}
+    metrics = objective.evaluate(arrays, batch_size=batch_size, verbose=0, return_dict=True)
+    return {k: round(float(v), 5) for k, v in metrics.items()}
 
-    Keras's `Dense.save_own_variables` writes `kernel + (alpha / rank) A B`,
-    so the weights file of the adapted model loads into a fresh one.
+
+# ---------------------------------------------------------------- logging
+
+
+def tensorboard(output, steps="optimizer"):
+    """Training's TensorBoard callback on `OUTPUT/tensorboard`, or `None`.
+
+    Keras's TensorBoard callback writes through TensorFlow's summary writer,
+    imported when it first writes (as in pretraining). Where TensorFlow is
+    not installed (a JAX-only setup) there is no writer and the metrics go
+    to `log.csv` and `curves.png` alone.
+
+    Args:
+        output: the run directory.
+        steps: `"optimizer"` for `fit` (`StepTensorBoard`: optimizer steps
+            on the x-axis) or `"given"` for a loop that calls
+            `on_epoch_end(step, logs)` itself with its own step.
     """
-    import tempfile
-
-    from kerasllm.models import GPT
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "merged.weights.h5")
-        model.save_weights(path)
-        merged = GPT(model.config, dtype=model.dtype_policy.name)
-        merged.load_weights(path)
-    merged.tokenizer, merged.metadata = model.tokenizer, model.metadata
-    return merged
-
-
-def save_policy(policy, output, method, config, result):
-    """Writes `OUTPUT/model`: the trained policy as a plain model directory."""
-    import kerasllm
-
-    if config.lora:
-        policy = merge_lora(policy)
-    model_dir = pathlib.Path(output) / "model"
-    metadata = dict(policy.metadata or {})
-    metadata.update({f"{method}_config": config.to_dict(), f"{method}_result": result})
-    kerasllm.save(policy, model_dir, metadata=metadata, overwrite=True)
-    return model_dir
+    if importlib.util.find_spec("tensorflow") is None:
+        return None
+    log_dir = str(pathlib.Path(output) / "tensorboard")
+    if steps == "optimizer":
+        return StepTensorBoard(log_dir=log_dir)
+    return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)
 
 
 class MetricsLog(keras.callbacks.Callback):
-    """Metrics as CSV rows, one PNG panel each, and TensorBoard scalars.
+    """Metrics as CSV rows and one PNG panel each (TensorBoard: `tensorboard`).
 
     Works as a `fit` callback (a row per epoch: one logging interval) and by
     hand (`write(step, logs)`) in the online methods' loops. Rows at or past
     the step a run resumes from are dropped first.
 
     Args:
-        output: the run directory (`log.csv`, `curves.png`, `tensorboard/`).
+        output: the run directory (`log.csv`, `curves.png`).
         title: the figure's title.
         panels: metric names to plot, in order. Defaults to every column.
     """
@@ -183,7 +295,6 @@ class MetricsLog(keras.callbacks.Callback):
         self.title = title
         self.panels = panels
         self.rows = [r for r in _read_csv(self.csv_path) if int(float(r["step"])) <= start_step]
-        self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -208,20 +319,6 @@ class MetricsLog(keras.callbacks.Callback):
             for r in self.rows:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
         os.replace(staging, self.csv_path)
-        self._tensorboard(step, row)
-
-    def _tensorboard(self, step, row):
-        try:
-            import tensorflow as tf  # TensorBoard's writer; present with every backend here
-        except ImportError:
-            return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.output / "tensorboard"))
-        with self._writer.as_default():
-            for key, value in row.items():
-                if key != "step" and math.isfinite(value):
-                    tf.summary.scalar(key, value, step=step)
-        self._writer.flush()
 
     def plot(self):
         import matplotlib

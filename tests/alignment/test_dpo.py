@@ -51,6 +51,12 @@ def test_dpo_with_lora_keeps_the_base_and_saves_a_plain_model(tmp_path, base_dir
         not np.allclose(a, b) for a, b in zip(trained.get_weights(), base.get_weights())
     ]
     assert any(changed) and not all(changed)  # only the adapted kernels moved
+    from kerasllm.finetune import load_with_adapter
+
+    # The adapter alone, on the base, computes what the merged model computes.
+    adapted = load_with_adapter(base_dir, result["adapter_dir"])
+    ids = np.array([[1, 2, 3, 4]])
+    np.testing.assert_allclose(adapted(ids), trained(ids), atol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,9 @@ def test_grpo_run(tmp_path, base_dir, prompt_file):
     assert result["step"] == 2
     for key in ("reward", "loss", "kl", "clip_fraction", "response_length"):
         assert key in result["last"]
+    assert 0.0 <= result["last"]["groups_with_signal"] <= 1.0
     assert (tmp_path / "grpo" / "curves.png").is_file()
+    assert any((tmp_path / "grpo" / "tensorboard").rglob("events.out.tfevents*"))
     kerasllm.load(result["model_dir"])
 
 
@@ -59,6 +61,11 @@ def test_ppo_run_never_changes_the_reference(tmp_path, base_dir, prompt_file, mo
     assert all(np.array_equal(a, b) for a, b in zip(seen["before"], after))
     trained = kerasllm.load(result["model_dir"]).get_weights()
     assert any(not np.array_equal(a, b) for a, b in zip(seen["before"], trained))
+    # The adaptive coefficient is kept with the checkpoint, so a resume continues from it.
+    import json
+
+    state = json.loads((tmp_path / "ppo" / "checkpoints" / "step-00000002" / "state.json").read_text())
+    assert state["kl_coefficient"] != pytest.approx(PPOConfig.kl_coefficient)
 
 
 def test_adaptive_kl_controller_moves_towards_the_target():
@@ -86,6 +93,16 @@ def test_bad_configs(cls, override, message):
     values = {"base": "m", "data": "p.jsonl", "reward_functions": ["tasks.verify"], **override}
     with pytest.raises(ConfigError, match=message):
         cls.from_dict(values)
+
+
+def test_alignment_code_never_imports_tensorflow():
+    import pathlib
+
+    import kerasllm.alignment
+
+    for path in pathlib.Path(kerasllm.alignment.__file__).parent.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "import tensorflow" not in text and "from tensorflow" not in text, path
 
 
 def test_reward_function_names():
