@@ -45,25 +45,30 @@ def accuracy(model_dir, tasks):
     return evaluate_tasks(model_dir, tasks, format="messages")
 
 
-def kl_to(policy_dir, reference_dir, records, max_new_tokens, seed=0):
-    """Mean summed k1 KL(policy ‖ reference) over completions sampled from the policy."""
+def kl_to(policy_dir, reference_dir, records, max_new_tokens, samples=4, seed=0):
+    """Mean summed k1 KL(policy ‖ reference) over completions sampled from the policy.
+
+    `samples` completions per prompt (temperature 1); returns `(mean, standard error)`.
+    """
     import kerasllm
-    from kerasllm.alignment.grpo import PolicyGradientObjective
+    from kerasllm.alignment.online import TokenLogProbs
     from kerasllm.alignment.rollout import end_token_for, sample
 
     policy, reference = kerasllm.load(policy_dir), kerasllm.load(reference_dir)
     tokenizer = policy.tokenizer
-    prompts = [list(tokenizer.encode(r["prompt"])) for r in records]
+    prompts = [list(tokenizer.encode(r["prompt"])) for r in records for _ in range(samples)]
     rollout = sample(policy, prompts, max_new_tokens=max_new_tokens, seed=seed,
                      end_token_id=end_token_for(tokenizer, True), pad_token_id=int(tokenizer.pad_token_id))
     inputs = {"token_ids": rollout.token_ids, "labels": rollout.labels}
-    lp = PolicyGradientObjective(policy).predict(inputs, batch_size=64, verbose=0)
-    ref = PolicyGradientObjective(reference).predict(inputs, batch_size=64, verbose=0)
-    return float(((lp - ref) * rollout.mask).sum(axis=1).mean())
+    lp = TokenLogProbs(policy).predict(inputs, batch_size=64, verbose=0)
+    ref = TokenLogProbs(reference).predict(inputs, batch_size=64, verbose=0)
+    kl = ((lp - ref) * rollout.mask).sum(axis=1)
+    return float(kl.mean()), float(kl.std() / np.sqrt(len(kl)))
 
 
-def generated_pairs(sft_dir, records, path, samples=8, max_new_tokens=16, seed=0):
-    """DPO pairs from the SFT model's own samples: a verified-correct and a wrong answer per prompt."""
+def generated_pairs(sft_dir, records, path, samples=8, per_prompt=1, max_new_tokens=16, seed=0):
+    """DPO pairs from the SFT model's own samples (on-policy): per prompt, up
+    to `per_prompt` pairs of a verified-correct and a wrong sample."""
     import kerasllm
     from kerasllm.alignment.rollout import end_token_for, sample
     from kerasllm.tasks import verify
@@ -79,11 +84,11 @@ def generated_pairs(sft_dir, records, path, samples=8, max_new_tokens=16, seed=0
     pairs = []
     for i, record in enumerate(records):
         texts = texts_all[i * samples : (i + 1) * samples]
-        good = [t for t in texts if verify(record, t)]
-        bad = [t for t in texts if not verify(record, t) and t.strip()]
-        if good and bad:
-            pairs.append({"prompt": record["prompt"], "chosen": good[0] + "<|im_end|>",
-                          "rejected": bad[0] + "<|im_end|>"})
+        good = list(dict.fromkeys(t for t in texts if verify(record, t)))
+        bad = list(dict.fromkeys(t for t in texts if not verify(record, t) and t.strip()))
+        for k in range(min(per_prompt, max(len(good), len(bad)) if good and bad else 0)):
+            pairs.append({"prompt": record["prompt"], "chosen": good[k % len(good)] + "<|im_end|>",
+                          "rejected": bad[k % len(bad)] + "<|im_end|>"})
     with open(path, "w", encoding="utf-8") as f:
         for pair in pairs:
             f.write(json.dumps(pair, ensure_ascii=False) + "\n")
@@ -97,11 +102,24 @@ def main():
     parser.add_argument("--work", default="runs/alignment-bench")
     parser.add_argument("--steps-scale", type=float, default=1.0)
     parser.add_argument("--methods", nargs="+", default=["reward", "ppo", "grpo", "dpo"])
+    parser.add_argument("--rm-pairs", type=int, default=300, help="Reward-model training pairs per task.")
+    parser.add_argument("--rm-steps", type=int, default=150)
     parser.add_argument("--grpo-lr", type=float, default=3e-5)
+    parser.add_argument("--grpo-steps", type=int, default=40)
+    parser.add_argument("--grpo-group", type=int, default=8)
+    parser.add_argument("--grpo-updates", type=int, default=1, help="GRPO's updates_per_step.")
     parser.add_argument("--ppo-lr", type=float, default=3e-5)
+    parser.add_argument("--ppo-steps", type=int, default=40)
     parser.add_argument("--ppo-kl", type=float, default=0.05, help="PPO's kl_coefficient (TRL: 0.05).")
+    parser.add_argument("--dpo-lr", type=float, default=3e-5)
+    parser.add_argument("--dpo-beta", type=float, default=0.1)
+    parser.add_argument("--dpo-steps", type=int, default=100)
+    parser.add_argument("--dpo-per-prompt", type=int, default=1, help="Generated pairs per prompt.")
+    parser.add_argument("--kl-samples", type=int, default=4, help="Sampled completions per test prompt for the KL.")
     parser.add_argument("--reuse-rm", action="store_true", help="Reuse WORK/rm/model if it exists.")
     parser.add_argument("--tag", default="cpu", help="Results file: alignment_<tag>.json.")
+    parser.add_argument("--merge", action="store_true",
+                        help="Keep the rows of an existing results file that this run does not redo.")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -117,10 +135,14 @@ def main():
     tasks = args.tasks
     scale = lambda n: max(2, int(n * args.steps_scale))  # noqa: E731
     split = make_split(tasks, train=300, test=100, seed=0)
-    test_prompts = [parse_prompt(r) for r in split["test"]][::4]
-    results = {"tasks": tasks, "sft": args.sft, "rows": {},
-               "settings": {"grpo_lr": args.grpo_lr, "ppo_lr": args.ppo_lr, "ppo_kl": args.ppo_kl,
-                            "steps_scale": args.steps_scale}}
+    test_prompts = [parse_prompt(r) for r in split["test"]]
+    settings = {k: v for k, v in vars(args).items() if k not in ("no_write", "merge", "tag")}
+    path = RESULTS_DIR / f"alignment_{args.tag}.json"
+    results = {"tasks": tasks, "sft": args.sft, "rows": {}, "settings": {}}
+    if args.merge and path.is_file():
+        results = json.loads(path.read_text(encoding="utf-8"))
+        for key in ("date", "command", "device", "software"):
+            results.pop(key, None)
     rows = results["rows"]
     started = time.perf_counter()
     sft_accuracy = accuracy(args.sft, tasks)
@@ -131,46 +153,56 @@ def main():
     if ("reward" in args.methods or "ppo" in args.methods) and not reuse:
         prefs = work / "preferences.jsonl"
         with open(prefs, "w", encoding="utf-8") as f:
-            for pair in make_preferences(tasks, train=300, test=100, seed=0):
+            for pair in make_preferences(tasks, train=args.rm_pairs, test=100, seed=0):
                 f.write(json.dumps(pair, ensure_ascii=False) + "\n")
         rm = reward({}, work / "rm", overwrite=True, verbose=0, overrides={
-            "base": args.sft, "data": str(prefs), "steps": scale(150), "batch_size": 16,
+            "base": args.sft, "data": str(prefs), "steps": scale(args.rm_steps), "batch_size": 16,
             "learning_rate": 1e-4, "warmup_steps": 10, "center_coefficient": 0.01,
             "eval_fraction": 0.1, "log_every": 10, "checkpoint_every": 1000})
         rows["reward_model"] = {"heldout_pairwise_accuracy": rm["eval"]["accuracy"],
-                                "before": rm["eval_before"].get("accuracy"), "seconds": rm["seconds"]}
+                                "before": rm["eval_before"].get("accuracy"), "seconds": rm["seconds"],
+                                "pairs": rm["pairs"]["train"], "settings": {"steps": scale(args.rm_steps)}}
+        results["settings"]["reward"] = {"rm_pairs": args.rm_pairs, "rm_steps": args.rm_steps}
         print("reward", json.dumps(rows["reward_model"]), flush=True)
 
     online = {"data": f"tasks:{tasks}", "max_new_tokens": 16, "warmup_steps": 2, "log_every": 5,
               "checkpoint_every": 1000, "eval_prompts": 0}
     runs = {}
     if "ppo" in args.methods:
-        runs["ppo"] = lambda: ppo({}, work / "ppo", overwrite=True, overrides={
-            **online, "base": args.sft, "reward_model": str(work / "rm" / "model"), "steps": scale(40),
-            "prompts_per_step": 32, "minibatch_size": 16, "learning_rate": args.ppo_lr,
-            "kl_coefficient": args.ppo_kl})
+        runs["ppo"] = ({"lr": args.ppo_lr, "kl_coefficient": args.ppo_kl, "steps": scale(args.ppo_steps)},
+                       lambda: ppo({}, work / "ppo", overwrite=True, overrides={
+            **online, "base": args.sft, "reward_model": str(work / "rm" / "model"),
+            "steps": scale(args.ppo_steps), "prompts_per_step": 32, "minibatch_size": 16,
+            "learning_rate": args.ppo_lr, "kl_coefficient": args.ppo_kl}))
     if "grpo" in args.methods:
-        runs["grpo"] = lambda: grpo({}, work / "grpo", overwrite=True, overrides={
-            **online, "base": args.sft, "reward_functions": ["tasks.verify"], "steps": scale(40),
-            "prompts_per_step": 8, "group_size": 8, "learning_rate": args.grpo_lr})
+        runs["grpo"] = ({"lr": args.grpo_lr, "steps": scale(args.grpo_steps), "group_size": args.grpo_group,
+                         "updates_per_step": args.grpo_updates},
+                        lambda: grpo({}, work / "grpo", overwrite=True, overrides={
+            **online, "base": args.sft, "reward_functions": ["tasks.verify"], "steps": scale(args.grpo_steps),
+            "prompts_per_step": 8, "group_size": args.grpo_group, "updates_per_step": args.grpo_updates,
+            "learning_rate": args.grpo_lr}))
     if "dpo" in args.methods:
         def run_dpo():
             train_prompts = [parse_prompt(r) for r in split["train"]]
-            n = generated_pairs(args.sft, train_prompts, work / "generated_pairs.jsonl")
+            n = generated_pairs(args.sft, train_prompts, work / "generated_pairs.jsonl",
+                                per_prompt=args.dpo_per_prompt)
             print(f"dpo: {n} generated pairs", flush=True)
             result = dpo({}, work / "dpo", overwrite=True, verbose=0, overrides={
-                "base": args.sft, "data": str(work / "generated_pairs.jsonl"), "steps": scale(100),
-                "batch_size": 16, "learning_rate": 3e-5, "warmup_steps": 5, "beta": 0.1,
+                "base": args.sft, "data": str(work / "generated_pairs.jsonl"), "steps": scale(args.dpo_steps),
+                "batch_size": 16, "learning_rate": args.dpo_lr, "warmup_steps": 5, "beta": args.dpo_beta,
                 "eval_fraction": 0.1, "log_every": 10, "checkpoint_every": 1000})
             result["generated_pairs"] = n
             return result
-        runs["dpo"] = run_dpo
-    for name, run in runs.items():
+        runs["dpo"] = ({"lr": args.dpo_lr, "beta": args.dpo_beta, "steps": scale(args.dpo_steps),
+                        "pairs_per_prompt": args.dpo_per_prompt}, run_dpo)
+    for name, (run_settings, run) in runs.items():
         result = run()
         acc = accuracy(result["model_dir"], tasks)
+        kl, kl_error = kl_to(result["model_dir"], args.sft, test_prompts, 16, samples=args.kl_samples)
         rows[name] = {
             "accuracy": acc["mean_accuracy"], "per_task": acc["tasks"],
-            "kl": kl_to(result["model_dir"], args.sft, test_prompts, 16),
+            "kl": kl, "kl_standard_error": kl_error, "kl_samples": len(test_prompts) * args.kl_samples,
+            "settings": run_settings,
             "seconds": result["seconds"], "curves": str(work / name / "curves.png"),
             **({"last": result.get("last")} if "last" in result else {}),
             **({"generated_pairs": result["generated_pairs"], "after": result["after"]} if name == "dpo" else {}),
@@ -186,8 +218,9 @@ def main():
     print_table(table, [("model", "model", "{}"), ("accuracy", "task accuracy", "{:.3f}"),
                         ("kl", "KL to SFT", "{:.3f}"), ("rm_accuracy", "RM pairwise accuracy", "{:.3f}")])
     if not args.no_write:
+        results["settings"]["last_command"] = settings
         results.update(device=device_info(), software=software_versions())
-        write_results(RESULTS_DIR / f"alignment_{args.tag}.json", results)
+        write_results(path, results)
 
 
 if __name__ == "__main__":
