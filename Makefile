@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo lifecycle test test-fast clean
 
 $(STAMP): setup.py tools/system-packages.txt
 	sh tools/install-system-packages.sh
@@ -19,6 +19,11 @@ install: $(STAMP)
 # Pretrain the tiny config on the built-in corpus, sample, evaluate, export.
 demo: $(STAMP)
 	$(PY) recipes/demo.py
+
+# Every stage of the tiny model's life, corpus to a served version N+1 (~20 min):
+# a table of each stage's figures and outputs, also in runs/lifecycle/lifecycle.json.
+lifecycle: $(STAMP)
+	$(PY) recipes/lifecycle.py --output runs/lifecycle
 
 # Every test on the TensorFlow backend (slow ones included), then the
 # backend-agnostic packages again on JAX.
