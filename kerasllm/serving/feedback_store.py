@@ -127,7 +127,8 @@ class FeedbackStore:
 
         A better answer written by a user is chosen over the completion it
         replaces. Rated completions of the same prompt pair up: each +1
-        completion is chosen over each -1 one. Equal texts make no pair.
+        completion is chosen over each -1 one. Equal texts make no pair, nor
+        does an empty answer (the preference loaders refuse it).
 
         A chat completion's prompt is its conversation (a list of messages)
         and its answers are plain strings, the conversational form
@@ -138,7 +139,7 @@ class FeedbackStore:
 
         def add(row, chosen, rejected, source):
             key = (row["prompt"], chosen, rejected)
-            if chosen != rejected and key not in seen:
+            if chosen != rejected and chosen.strip() and rejected.strip() and key not in seen:
                 seen.add(key)
                 prompt = json.loads(row["messages"]) if row["messages"] else row["prompt"]
                 pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, **source})
