@@ -20,7 +20,7 @@ The oracle row is the best any router could do with these two members (a
 prompt counts as right when either specialist answers it right).
 
 Usage:
-    python benchmarks/specialists.py                   # ~15 min on 2 cores
+    python benchmarks/specialists.py                   # ~20 min on 2 cores
     python benchmarks/specialists.py --reuse           # keep the trained runs in --work-dir
     python benchmarks/specialists.py --steps 200 --test 20 --no-write   # a quick look
 
@@ -127,10 +127,10 @@ def main(argv=None):
     parser.add_argument("--base", default="runs/demo/model", help="The pretrained model directory.")
     parser.add_argument("--pretrain-steps", type=int, help="Pretraining steps if the base is absent "
                         "(default: the tiny config's 1500).")
-    parser.add_argument("--steps", type=int, default=800, help="Fine-tuning steps per specialist. Default 800.")
+    parser.add_argument("--steps", type=int, default=600, help="Fine-tuning steps per specialist. Default 600.")
     parser.add_argument("--router-steps", type=int, default=150, help="Router training steps. Default 150.")
     parser.add_argument("--router-train", type=int, default=300, help="Router training prompts per task. Default 300.")
-    parser.add_argument("--test", type=int, default=100, help="Test prompts per task. Default 100.")
+    parser.add_argument("--test", type=int, default=50, help="Test prompts per task. Default 50.")
     parser.add_argument("--seed", type=int, default=0, help="The task split's seed (sft.yaml's task_seed).")
     parser.add_argument("--work-dir", default=DEFAULT_WORK_DIR, help=f"Where the runs go. Default {DEFAULT_WORK_DIR}.")
     parser.add_argument("--reuse", action="store_true", help="Keep the completed runs in --work-dir.")

@@ -362,7 +362,7 @@ class MemberReplica:
     """What one Ray Serve replica runs: a `LocalMember` in its worker process.
 
     `RayMember` deploys it; it can also be deployed on its own with Ray
-    Serve's tools through `ray_app` (`serve run
+    Serve's tools through `ray_app` (`serve run --name APP
     kerasllm.constellation.members:ray_app model_dir=DIR`), and a
     `RayMember` without `model_dir` then connects to it. The model loads
     when the replica starts, so a deployment that is running can answer.
@@ -389,8 +389,8 @@ def ray_app(args):
     `args`: `model_dir` (required), `adapter`, `chat`, `name`,
     `num_replicas`, `num_cpus`, `num_gpus`, as strings or values.
 
-    Example (shell):
-        serve run kerasllm.constellation.members:ray_app model_dir=runs/demo/model
+    From the shell:
+        serve run --name APP kerasllm.constellation.members:ray_app model_dir=runs/demo/model
     """
     if not args.get("model_dir"):
         raise ValueError(f"ray_app needs model_dir=DIR. Received: {dict(args)!r}")
@@ -516,7 +516,7 @@ class RayMember(Member):
                 f"member {self.name!r}: no running Ray Serve application {self.app!r}"
                 + (f" with deployment {self.deployment!r}" if self.deployment else "")
                 + f" ({error}). Give model_dir to deploy one, or start it with "
-                "`serve run kerasllm.constellation.members:ray_app model_dir=DIR`."
+                "`serve run --name APP kerasllm.constellation.members:ray_app model_dir=DIR`."
             ) from error
 
     def _call(self, method, *args):

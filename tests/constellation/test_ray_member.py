@@ -98,13 +98,11 @@ def model_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_ray():
     import ray
-    from ray import serve
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}})
     yield ray
-    serve.shutdown()
-    ray.shutdown()
+    ray.shutdown()  # stops the local instance, Serve and its replicas with it
 
 
 @needs_ray
@@ -116,12 +114,13 @@ def test_two_ray_members_answer_from_their_own_worker_processes(model_dirs, loca
     japanese = RayMember("japanese", model_dir=model_dirs[1], num_cpus=1)
     policy = RulesPolicy([{"language": "ja", "member": "japanese"}], default="english")
     constellation = Constellation(
-        {"english": english, "japanese": japanese}, policy, timeout=120,
+        {"english": english, "japanese": japanese}, policy, timeout=300,
         generation={"max_new_tokens": 4, "strategy": "greedy"},
     )
+    english.handle, japanese.handle  # deploy both now: each replica starts and loads its model
     prompts = ["What is 1 2 + 3 4?", "カタカナ: さくら", "Reverse: c a t"]
     routed = constellation.answer(prompts)
-    assert [r.member for r in routed] == ["english", "japanese", "english"]
+    assert [r.member for r in routed] == ["english", "japanese", "english"], [r.failures for r in routed]
 
     # The answers are what the same model directories give in this process.
     for name, model_dir in (("english", model_dirs[0]), ("japanese", model_dirs[1])):
