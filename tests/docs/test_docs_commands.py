@@ -74,12 +74,11 @@ SHELL = {"bash", "sh", "shell", "console"}
 # documented number of steps on the full corpora takes minutes to hours, the
 # test trains for a few steps on a few kilobytes. A key the command sets
 # itself keeps the command's value (after NUMBER_REWRITES).
-SMALL_TRAINING = {"steps": 2, "warmup_steps": 0, "log_every": 1, "eval_every": 2,
-                  "checkpoint_every": 2}
+SMALL_TRAINING = {"steps": 2, "warmup_steps": 0, "log_every": 1, "checkpoint_every": 2}
 TEST_SETTINGS = {
-    "pretrain": {**SMALL_TRAINING, "corpus": "small-corpus/", "batch_size": 2,
+    "pretrain": {**SMALL_TRAINING, "eval_every": 2, "corpus": "small-corpus/", "batch_size": 2,
                  "vocab_size": 300, "eval_batches": 1},
-    "finetune": {**SMALL_TRAINING, "task_train": 8, "task_test": 2, "batch_size": 4,
+    "finetune": {**SMALL_TRAINING, "eval_every": 2, "task_train": 8, "task_test": 2, "batch_size": 4,
                  "eval_batches": 1},
     "reward": {**SMALL_TRAINING, "batch_size": 2},
     "dpo": {**SMALL_TRAINING, "batch_size": 2},
