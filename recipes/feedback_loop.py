@@ -53,6 +53,8 @@ OPTIONS = {
     "sft": (None, "An SFT model directory to serve as version N (skips the SFT step)."),
     "name": ("feedback-loop", "The served model name: EXPORT_DIR/NAME/VERSION/."),
     "export_dir": ("saved_models", "Where the versions are exported."),
+    "version_format": ("saved_model", "What a version folder holds: saved_model (kerasllm export, "
+                       "TF Serving's layout) or model_dir (a copy of the model directory: quicker)."),
     "tasks": ("larger,count", "Task-suite tasks the model is fine-tuned, asked and judged on."),
     "task_seed": (0, "Seed of the task split: held-out prompts are never trained on or rated for DPO."),
     "sft_steps": (300, "SFT steps (batch 32): short, so version N is often wrong."),
@@ -110,6 +112,9 @@ def run_feedback_loop(base, output, *, log=print, **options):
     if unknown:
         raise ValueError(f"Unknown option(s) {unknown}; the options are {sorted(OPTIONS)}.")
     opts = {key: options.get(key, default) for key, (default, _) in OPTIONS.items()}
+    if opts["version_format"] not in ("saved_model", "model_dir"):
+        raise ValueError(
+            f"version_format must be saved_model or model_dir. Received: {opts['version_format']!r}")
     import keras
 
     if keras.config.backend() != "tensorflow":
@@ -145,13 +150,12 @@ def run_feedback_loop(base, output, *, log=print, **options):
 
     # 2. Export it as the newest version of the served model.
     clock.step("export")
-    import kerasllm
-    from kerasllm.export import export_saved_model
+    from kerasllm.export import next_version
 
     base_path = pathlib.Path(opts["export_dir"]) / opts["name"]
-    exported = export_saved_model(kerasllm.load(sft_dir), opts["export_dir"], name=opts["name"])
-    version_before = exported["version"]
-    log(f"  {exported['path']}  (version N = {version_before})")
+    version_before = next_version(base_path)
+    path = _publish(sft_dir, base_path, version_before, opts["version_format"])
+    log(f"  {path}  ({opts['version_format']}, version N = {version_before})")
 
     db = output / "feedback.sqlite"
     for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
@@ -292,6 +296,30 @@ def _dpo(sft_dir, pairs_path, output, opts, log):
 # ---------------------------------------------------------------- serving
 
 
+def _publish(model_dir, base_path, version, version_format):
+    """Write version `version` of the served model; the server sees it whole or not at all."""
+    import shutil
+    import uuid
+
+    path = pathlib.Path(base_path) / str(version)
+    if version_format == "saved_model":
+        import kerasllm
+        from kerasllm.export import export_saved_model
+
+        export_saved_model(kerasllm.load(model_dir), base_path.parent, name=base_path.name,
+                           version=version)
+    elif version_format == "model_dir":
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; versions are never replaced.")
+        # A hidden staging folder (the server's scan skips it), renamed when complete.
+        staging = path.with_name(f".{version}.tmp-{uuid.uuid4().hex[:8]}")
+        shutil.copytree(model_dir, staging)
+        os.replace(staging, path)
+    else:
+        raise ValueError(f"version_format must be saved_model or model_dir. Received: {version_format!r}")
+    return path
+
+
 class _Server:
     """`kerasllm serve` in a subprocess on a free loopback port, its log in a file."""
 
@@ -299,8 +327,9 @@ class _Server:
         self.command = [
             sys.executable, "-m", "kerasllm.cli", "serve", "--model-base-path", str(base_path),
             "--model-name", name, "--rest-port", "0", "--grpc-port", "0", "--feedback-db", str(db),
-            "--file-system-poll-wait-seconds", "0.5", "--shutdown-timeout", "5",
+            "--file-system-poll-wait-seconds", "0.5", "--shutdown-timeout", "5", "--no-jit-compile",
         ]
+        self.base_path = pathlib.Path(base_path)
         self.log_path = pathlib.Path(log_path)
         self.timeout = timeout
         self.url = None
@@ -379,8 +408,10 @@ def _users(http, name, records, opts, *, seed):
             feedback = {"id": answer["id"], "index": choice["index"], "rating": 1 if correct else -1}
             http.post("/v1/feedback", json=feedback).raise_for_status()
             rows.append({"task": record["task"], "version": version, "correct": correct})
-        if opts["better_answers"] and not any(r["correct"] for r in rows):
-            better = {"id": answer["id"], "index": 0, "preferred": record["answer"]}
+        wrong = [c["index"] for c in answer["choices"] if c["message"]["content"].strip()]
+        if opts["better_answers"] and wrong and not any(r["correct"] for r in rows):
+            # The playground's "write a better answer", for an answer that said something.
+            better = {"id": answer["id"], "index": wrong[0], "preferred": record["answer"]}
             http.post("/v1/feedback", json=better).raise_for_status()
         return rows
 
@@ -454,17 +485,13 @@ class _Load:
 
 def _swap(server, http, model_dir, version, records, opts, log):
     """Export `model_dir` as `version` while `_Load` runs; wait until it serves."""
-    import kerasllm
-    from kerasllm.export import export_saved_model
-
     with _Load(server.url, opts["name"], records, opts["load_clients"]) as load:
         while load.served(version - 1) < 3 and not load.failures:
             time.sleep(0.2)  # the clients are sending
         t0 = time.monotonic()
-        exported = export_saved_model(kerasllm.load(model_dir), opts["export_dir"], name=opts["name"],
-                                      version=version)
+        path = _publish(model_dir, server.base_path, version, opts["version_format"])
         exported_at = time.monotonic()
-        log(f"  exported {exported['path']} in {exported_at - t0:.0f} s (under load)")
+        log(f"  {path} ({opts['version_format']}) written in {exported_at - t0:.0f} s, under load")
         deadline = exported_at + opts["swap_timeout"]
         while load.served(version) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -596,7 +623,7 @@ def main(argv=None):
             parser.add_argument(flag, type=kind, default=default, help=f"{text} Default {default}.")
     args = vars(parser.parse_args(argv))
     base, output = args.pop("base"), args.pop("output")
-    summary = run_feedback_loop(base, output, **args)
+    summary = run_feedback_loop(base, output, log=lambda line: print(line, flush=True), **args)
     return 0 if summary["failed_requests_during_swap"] == 0 else 1
 
 
