@@ -85,19 +85,26 @@ def _constellations(args):
     files = args.constellation or []
     if args.constellation_name and len(files) != 1:
         raise CommandError(
-            f"--constellation-name names one --constellation. Received: {len(files)} constellation files"
+            f"--name (--constellation-name) names one --constellation. Received: {len(files)} constellation files"
         )
     from kerasllm.constellation.constellation import ConstellationConfigError
     from kerasllm.constellation.servable import constellation_servable
+    from kerasllm.serving.errors import ServingError
+    from kerasllm.serving.model_config import check_model_name
 
     servables = {}
     for path in files:
         try:
-            name, servable = constellation_servable(path, args.constellation_name)
+            name, servable = constellation_servable(
+                path, args.constellation_name, jit_compile=False if args.no_jit_compile else None)
         except (ConstellationConfigError, ValueError) as error:
             raise CommandError(f"--constellation {path}: {error}") from error
+        try:
+            check_model_name(name)
+        except ServingError as error:
+            raise CommandError(f"--constellation {path}: {error.message}") from error
         if name in servables:
-            raise CommandError(f"Two constellations are named {name!r}; rename a file or use --constellation-name.")
+            raise CommandError(f"Two constellations are named {name!r}; give one a `name:` in its config.")
         servables[name] = servable
         members = ", ".join(sorted(servable.constellation.members))
         print(f"kerasllm serve: constellation {name!r} of {members}", file=sys.stderr)
@@ -126,8 +133,10 @@ def add_commands(subparsers):
     parser.add_argument(
         "--constellation", action="append", metavar="FILE",
         help="A constellation YAML (recipes/configs/constellation/): several models behind one "
-        "router, served as one model named after the file (repeatable; alone or beside --model-*).")
-    parser.add_argument("--constellation-name", help="The served name of the one --constellation.")
+        "router, served as one model named by the config's `name:` or after the file "
+        "(repeatable; alone or beside --model-*).")
+    parser.add_argument("--name", "--constellation-name", dest="constellation_name",
+                        help="The served name of the one --constellation.")
     parser.add_argument("--host", default="127.0.0.1", help="Address to bind. Default 127.0.0.1 (this machine only).")
     parser.add_argument("--rest-port", type=int, default=8501, help="HTTP port. Default 8501.")
     parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (0: no gRPC). Default 8500.")
@@ -157,7 +166,8 @@ def add_commands(subparsers):
     parser.add_argument("--shutdown-timeout", type=float, default=defaults.shutdown_timeout,
                         help=f"Seconds SIGTERM waits for in-flight requests. Default {defaults.shutdown_timeout}.")
     parser.add_argument("--no-jit-compile", action="store_true",
-                        help="Run model directories' decode programs without XLA (faster start).")
+                        help="Run model directories' and constellation members' decode programs "
+                        "without XLA (faster start).")
     parser.add_argument("--backend", choices=["local", "tfserving"], default="local",
                         help="local: run the models here; tfserving: send inference to TF Serving.")
     parser.add_argument("--backend-url", help="TF Serving's REST address for --backend tfserving, "

@@ -15,6 +15,7 @@ Config (YAML, `recipes/configs/constellation/*.yaml`)::
     fallback: [large, small]
     timeout: 30
     generation: {max_new_tokens: 16}
+    name: small-large        # optional: the served name (`kerasllm serve --constellation`)
 """
 
 import concurrent.futures
@@ -28,7 +29,7 @@ import yaml
 from kerasllm.constellation.members import Answer, MemberError, member_from_config
 from kerasllm.constellation.policies import Decision, policy_from_config
 
-CONFIG_KEYS = ("members", "policy", "fallback", "timeout", "generation")
+CONFIG_KEYS = ("members", "policy", "fallback", "timeout", "generation", "name")
 
 
 class ConstellationConfigError(ValueError):
@@ -149,6 +150,8 @@ class Constellation:
         generation: generation settings for every member (`max_new_tokens`,
             `strategy`, `temperature`, `top_p`, `stop`, `seed`). Defaults to
             greedy with 64 new tokens.
+        name: the name it is served under. Defaults to `None` (the server
+            names it after its config file).
 
     Example:
     ```python
@@ -158,7 +161,7 @@ class Constellation:
     ```
     """
 
-    def __init__(self, members, policy, *, fallback=(), timeout=60.0, generation=None):
+    def __init__(self, members, policy, *, fallback=(), timeout=60.0, generation=None, name=None):
         if not members:
             raise ConstellationConfigError("A constellation needs at least one member. Received: no members")
         self.members = dict(members)
@@ -166,6 +169,9 @@ class Constellation:
         self.fallback = list(fallback or ())
         self.timeout = float(timeout)
         self.generation = dict(generation or {})
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConstellationConfigError(f"A constellation's name must be a non-empty string. Received: {name!r}")
+        self.name = name
         missing = sorted((policy.members_used() | set(self.fallback)) - set(self.members))
         if missing:
             raise ConstellationConfigError(
@@ -214,6 +220,7 @@ class Constellation:
             fallback=config.get("fallback", ()),
             timeout=config.get("timeout", 60.0),
             generation=config.get("generation"),
+            name=config.get("name"),
         )
         calibration = config["policy"].get("calibrate")
         if calibration is not None:
@@ -292,6 +299,7 @@ class Constellation:
 
     def describe(self):
         return {
+            "name": self.name,
             "members": {name: m.describe() for name, m in self.members.items()},
             "policy": self.policy.type,
             "fallback": self.fallback,

@@ -10,16 +10,34 @@ A chat request is routed and answered on its last user message: members take
 one prompt each (a chat member renders it with the chat template itself), so
 earlier turns of the conversation are not passed on.
 
+Streaming (`"stream": true`): the policy has to see an answer before it knows
+which member keeps it (a cascade escalates on the small model's confidence, a
+fallback replaces a failed member), so a streamed request gets the whole
+answer as one piece, then the last chunk with its `route`.
+
+Members that run here (`LocalMember`) are loaded and run once on a short
+prompt before the server takes traffic, so the first request does not spend
+its member timeout on loading and compiling; one that fails to load is
+logged and left to fail (and fall back) on each request.
+
 TF Serving's tensor API (`:predict`, gRPC `Predict`) needs one model's
 signatures; a constellation has none and refuses those calls with a message
 saying so.
 """
 
+import logging
+import pathlib
+
 import grpc
+
+from kerasllm.constellation.constellation import Constellation
+from kerasllm.constellation.members import LocalMember
 
 from kerasllm.serving.engines import Engine, GenerationResult, cut_at_stop
 from kerasllm.serving.errors import ServingError, unavailable
 from kerasllm.serving.servables import Servable
+
+log = logging.getLogger(__name__)
 
 
 def _prompt(request):
@@ -97,10 +115,14 @@ class ConstellationServable(Servable):
     Args:
         constellation: a `kerasllm.constellation.Constellation`.
         name: the served model name (for messages).
+        jit_compile: `False` runs local members' decode programs without XLA
+            (`kerasllm serve --no-jit-compile`). Defaults to `None` (each
+            member's own setting).
     """
 
-    def __init__(self, constellation, name):
+    def __init__(self, constellation, name, *, jit_compile=None):
         self.name = name
+        self.jit_compile = jit_compile
         self.constellation = constellation
         self.signature_defs = {}
         self.engine = ConstellationEngine(constellation)
@@ -117,19 +139,33 @@ class ConstellationServable(Servable):
         self.check_signature(signature_name)
 
     def warmup(self):
-        return 0
+        """Load and run each local member once; a member that fails is logged, not fatal."""
+        warmed = 0
+        for member in self.constellation.members.values():
+            if not isinstance(member, LocalMember):
+                continue
+            try:
+                if self.jit_compile is not None:
+                    from kerasllm.generation import get_generator
+
+                    get_generator(member.model).jit_compile = self.jit_compile
+                with self.engine.lock:
+                    member.complete(["Hello"], max_new_tokens=4, strategy="greedy")
+            except Exception as error:  # noqa: BLE001 - reported, the member falls back per request
+                log.warning("constellation %s: member %r did not warm up (%s: %s); requests routed to it "
+                            "will fall back", self.name, member.name, type(error).__name__, error)
+            else:
+                warmed += 1
+        return warmed
 
 
-def constellation_servable(path, name=None, *, calibrate=True):
+def constellation_servable(path, name=None, *, calibrate=True, jit_compile=None):
     """`(name, ConstellationServable)` from a constellation YAML file.
 
-    The name defaults to the file's stem (`rules.yaml` serves as `rules`).
+    The name is `name`, else the config's `name:`, else the file's stem
+    (`rules.yaml` serves as `rules`).
     """
-    import pathlib
-
-    from kerasllm.constellation.constellation import Constellation
-
     path = pathlib.Path(path)
     constellation = Constellation.from_yaml(path, calibrate=calibrate)
-    name = name or path.stem
-    return name, ConstellationServable(constellation, name)
+    name = name or constellation.name or path.stem
+    return name, ConstellationServable(constellation, name, jit_compile=jit_compile)

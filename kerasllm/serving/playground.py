@@ -140,7 +140,7 @@ async function send() {
   $("output").textContent = ""; $("feedback").classList.add("hidden");
   $("better_box").classList.add("hidden");
   $("send").disabled = true; status("生成中… / generating…");
-  let text = "", finish = null;
+  let text = "", finish = null, route = null;
   try {
     const r = await fetch(path, {method: "POST", headers: headers(), body: JSON.stringify(body)});
     if (!r.ok) { const e = await r.json(); throw new Error(e.error.message || JSON.stringify(e)); }
@@ -161,6 +161,7 @@ async function send() {
           const chunk = JSON.parse(data);
           if (chunk.error) throw new Error(chunk.error.message);
           lastId = chunk.id;
+          if (chunk.route) route = chunk.route;
           for (const c of chunk.choices) {
             const piece = chat ? (c.delta.content || "") : c.text;
             text += piece; $("output").textContent = text;
@@ -171,13 +172,16 @@ async function send() {
     } else {
       const answer = await r.json();
       lastId = answer.id;
+      route = answer.route || null;
       const c = answer.choices[0];
       text = chat ? c.message.content : c.text; finish = c.finish_reason;
       $("output").textContent = text;
     }
     if (chat) { addTurn("user", prompt); addTurn("assistant", text);
                 messages.push({role: "assistant", content: text || " "}); $("prompt").value = ""; }
-    status("完了 / done (" + finish + ")");
+    // A constellation names the model that answered and why.
+    status("完了 / done (" + finish + ")" +
+           (route ? " — 回答したモデル / answered by: " + route.member + " (" + route.reason + ")" : ""));
     $("feedback").classList.remove("hidden");
   } catch (e) {
     if (chat) messages.pop();
