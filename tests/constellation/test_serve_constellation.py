@@ -26,24 +26,20 @@ MAX_TOKENS = 6
 # ---------------------------------------------------------------- quick: no models
 
 
-def _start(servables, **config):
-    from kerasllm.serving import ServerConfig, build_state
-    from kerasllm.serving.server import BackgroundServer
-
-    state = build_state(servables=servables, config=ServerConfig(jit_compile=False, shutdown_timeout=2, **config))
-    return BackgroundServer(state, grpc=False)
-
-
 @pytest.fixture(scope="module")
 def down(tmp_path_factory):
     """A constellation whose members' model directories do not exist."""
     from kerasllm.constellation import Constellation, LocalMember, RulesPolicy
     from kerasllm.constellation.servable import ConstellationServable
+    from kerasllm.serving import ServerConfig, build_state
+    from kerasllm.serving.server import BackgroundServer
 
     root = tmp_path_factory.mktemp("down")
     members = {n: LocalMember(n, root / f"missing-{n}") for n in ("a", "b")}
     constellation = Constellation(members, RulesPolicy([], default="a"), fallback=["b"])
-    with _start({"down": ConstellationServable(constellation, "down")}) as running:
+    state = build_state(servables={"down": ConstellationServable(constellation, "down")},
+                        config=ServerConfig(shutdown_timeout=2))
+    with BackgroundServer(state, grpc=True) as running:
         yield running
 
 
@@ -67,6 +63,22 @@ def test_tensor_predict_is_refused_with_the_reason(down):
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert "constellation" in error and "/v1/completions" in error
+
+
+def test_grpc_predict_is_refused_with_the_reason(down):
+    import grpc
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "down"
+    request.inputs["prompt"].CopyFrom(tf.make_tensor_proto(np.array([b"def "], object)))
+    with grpc.insecure_channel(f"127.0.0.1:{down.grpc_port}") as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "constellation" in caught.value.details()
 
 
 class Echo:
