@@ -48,6 +48,11 @@ class FinetuneConfig(ConfigFile):
             Defaults to `None`.
         lora: for `lora`: `rank`, `alpha`, `targets` (layer-name patterns).
             Defaults to `{}` (the `apply_lora` defaults).
+        trainable_tokens: for `lora` and `partial`: tokens (strings such as
+            `"<|im_end|>"`) whose embedding rows train while the rest
+            of the table stays frozen, e.g. the chat tokens a base pretrained
+            on plain text never learned (PEFT's `trainable_token_indices`).
+            Defaults to `None`.
         completion_only_loss: train on completions / assistant turns only
             (`False`: on every token). Defaults to `True`.
         max_length: the most tokens of an example (`None`: the model's
@@ -77,6 +82,7 @@ class FinetuneConfig(ConfigFile):
     method: str = "full"
     trainable_blocks: Optional[int] = None
     lora: dict = dataclasses.field(default_factory=dict)
+    trainable_tokens: Optional[list] = None
     completion_only_loss: bool = True
     max_length: Optional[int] = None
     overlong: str = "truncate"
@@ -166,6 +172,19 @@ class FinetuneConfig(ConfigFile):
         unknown = sorted(set(self.lora) - {"rank", "alpha", "targets"})
         if unknown:
             raise ConfigError(f"Unknown lora key(s) {unknown}; lora takes rank, alpha, targets.")
+        if self.trainable_tokens is not None:
+            if self.method == "full":
+                raise ConfigError(
+                    "trainable_tokens is for method lora or partial (full trains every "
+                    f"embedding row already). Received: method='full', "
+                    f"trainable_tokens={self.trainable_tokens!r}"
+                )
+            tokens = self.trainable_tokens
+            if not tokens or not all(tokens) or len(set(tokens)) != len(tokens):
+                raise ConfigError(
+                    "trainable_tokens must be a non-empty list of distinct tokens (strings such as "
+                    f"'<|im_end|>'). Received: trainable_tokens={tokens!r}"
+                )
         if self.format == "classification" and self.num_classes is None:
             raise ConfigError("format: classification needs num_classes.")
 

@@ -14,12 +14,24 @@ Layers are named by their path inside the model (`block_0/attention/qkv`,
 that ends with it (`qkv`, `attention/output`) or, with `*`/`?`, as a glob
 (`block_5/*`).
 
+Token rows (PEFT's `trainable_token_indices`): `trainable_tokens=[ids]`
+lets the embedding rows of a few tokens train while the rest of the table
+stays frozen, for tokens the base never learned, such as the chat
+template's `<|im_start|>` / `<|im_end|>` (reserved at tokenizer training,
+absent from the pretraining text, so their rows are still random). It is
+`Embedding.enable_lora` again, with `A` `(vocab, k)` a fixed one-hot
+selection of the `k` rows and `B` `(k, d)` the trainable deltas, scale 1:
+the table reads `W + A @ B`, which is `W` exactly on every other row. With
+tied embeddings the output head reads the same table, so the model also
+learns to emit those tokens.
+
 An adapter directory::
 
     DIR/
-      kerasllm_adapter.json   rank, alpha, targets, layer paths, base fingerprint
-      adapter_weights.npz     lora_kernel_a / lora_kernel_b of each layer, and the
-                              weights of layers trained in full (a new head)
+      kerasllm_adapter.json   rank, alpha, targets, layer paths, token ids, base fingerprint
+      adapter_weights.npz     lora_kernel_a / lora_kernel_b of each layer, the token
+                              rows' deltas, and the weights of layers trained in
+                              full (a new head)
 
 Example:
 ```python
@@ -56,6 +68,7 @@ WEIGHTS_FILE = "adapter_weights.npz"
 FORMAT = "kerasllm-lora-adapter"
 FORMAT_VERSION = 1
 LORA_WEIGHTS = ("lora_kernel_a", "lora_kernel_b")
+TOKEN_WEIGHTS = ("lora_embeddings_a", "lora_embeddings_b")
 
 # Every projection of every block, as QLoRA recommends (adapting all linear
 # layers matters more than the rank); `lm_head` (untied models) is opt-in.
@@ -116,10 +129,118 @@ def match_targets(model, targets):
 
 
 def lora_layers(model):
-    """`(path, layer)` of every layer of `model` with LoRA enabled."""
+    """`(path, layer)` of every `Dense`/`EinsumDense` of `model` with LoRA enabled."""
     return [
-        (p, layer) for p, layer in named_layers(model) if getattr(layer, "lora_enabled", False)
+        (p, layer)
+        for p, layer in named_layers(model)
+        if getattr(layer, "lora_enabled", False) and _is_lora_capable(layer)
     ]
+
+
+# ---------------------------------------------------------------- token rows
+
+
+def token_embedding_layer(model):
+    """`(path, layer)` of the token `Embedding` of `model` (a GPT, or a model with a GPT `backbone`)."""
+    found = [
+        (p, layer)
+        for p, layer in named_layers(model)
+        if isinstance(layer, keras.layers.Embedding) and layer.name == "token_embedding"
+    ]
+    if len(found) != 1:
+        raise ValueError(
+            "trainable_tokens needs a model with one token embedding layer named "
+            f"'token_embedding' (a kerasllm GPT). Found {len(found)} in {type(model).__name__}."
+        )
+    return found[0]
+
+
+def train_token_rows(model, token_ids):
+    """Lets the embedding rows of `token_ids` train; every other row stays as it is.
+
+    Keras's `Embedding.enable_lora(k)` on the token table, with `A`
+    `(vocab, k)` set to a fixed one-hot selection of the rows and frozen, and
+    `B` `(k, d)` (zeros at first) trainable, scale `alpha / rank = 1`: the
+    layer reads `W + A @ B`, i.e. `W` with `B[i]` added to row
+    `token_ids[i]` and every other row exactly `W`. The stored table `W`
+    is frozen. With tied embeddings the output head reads the same rows.
+    `merge_lora` folds `B` into `W`; `unload_adapter` drops it.
+
+    Only the table's own flags change: call this after freezing the rest
+    (`apply_lora` and `freeze_for_partial` call it for you through their
+    `trainable_tokens` argument).
+
+    Args:
+        model: a GPT, or a model with a GPT `backbone`.
+        token_ids: the ids whose rows train, a non-empty list of distinct ints.
+
+    Returns:
+        The path of the embedding layer.
+
+    Raises:
+        ValueError: bad ids, or rows already made trainable.
+    """
+    path, layer = token_embedding_layer(model)
+    ids = list(token_ids)
+    vocab = layer.input_dim
+    bad = [i for i in ids if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not 0 <= i < vocab]
+    if not ids or bad or len(set(ids)) != len(ids):
+        raise ValueError(
+            f"trainable token ids must be distinct ints in [0, {vocab}). Received: token_ids={ids!r}"
+        )
+    if layer.lora_enabled:
+        raise ValueError(f"{path} already has trainable token rows; unload or merge them first.")
+    selection = np.zeros((vocab, len(ids)), "float32")
+    selection[ids, np.arange(len(ids))] = 1.0
+    layer.enable_lora(len(ids), lora_alpha=len(ids))  # scale alpha / rank = 1
+    layer.lora_embeddings_a.assign(selection)
+    layer.lora_embeddings_a.trainable = False
+    layer.lora_embeddings_b.trainable = True
+    # Keras skips the weights of a frozen layer: open the path down to the
+    # table, keeping every other weight on it as it was.
+    parts = path.split("/")
+    holders = [model] + [dict(named_layers(model))["/".join(parts[: i + 1])] for i in range(len(parts))]
+    for holder in holders:
+        if not holder.trainable:
+            flags = {id(v): v.trainable for v in holder.weights}
+            holder.trainable = True
+            for v in holder.weights:
+                v.trainable = flags[id(v)]
+    layer.lora_embeddings_b.trainable = True
+    layer.__dict__["_kerasllm_token_ids"] = [int(i) for i in ids]
+    _forget_compiled_generation(model)
+    return path
+
+
+def trainable_token_ids(model):
+    """The ids whose embedding rows train on `model` (`train_token_rows`), or `None`."""
+    try:
+        _, layer = token_embedding_layer(model)
+    except ValueError:
+        return None
+    if not layer.lora_enabled:
+        return None
+    return list(layer.__dict__.get("_kerasllm_token_ids") or [])
+
+
+def _remove_token_rows(model, fold):
+    try:
+        _, layer = token_embedding_layer(model)
+    except ValueError:
+        return
+    if not layer.lora_enabled:
+        return
+    table = layer._embeddings
+    if fold:
+        delta = ops.matmul(layer.lora_embeddings_a, layer.lora_embeddings_b)  # scale 1
+        table.assign(ops.cast(ops.add(ops.cast(table, "float32"), delta), table.dtype))
+    del layer.lora_embeddings_a
+    del layer.lora_embeddings_b
+    layer.lora_enabled = False
+    layer.lora_rank = None
+    layer.lora_alpha = None
+    layer.__dict__.pop("_kerasllm_token_ids", None)
+    table.trainable = True
 
 
 # ---------------------------------------------------------------- enabling / removing
@@ -151,7 +272,8 @@ def _fully_trained_layers(model, train):
     ]
 
 
-def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS, *, train=None):
+def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS, *, train=None,
+               trainable_tokens=None):
     """Enables LoRA on the layers `targets` name and freezes every other weight.
 
     Calls Keras's `layer.enable_lora(rank, lora_alpha=alpha)` on each matched
@@ -176,6 +298,10 @@ def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS, *, train=None
             Defaults to `None`: for a model wrapping a `backbone` (a
             `SequenceClassifier`), its own layers outside the backbone (the
             head); otherwise none.
+        trainable_tokens: token ids whose embedding rows train beside the
+            adapter (`train_token_rows`; PEFT's `trainable_token_indices`),
+            e.g. the chat tokens a base never learned. Saved with the
+            adapter. Defaults to `None`.
 
     Returns:
         The matched layer paths, a list of `str`.
@@ -213,12 +339,15 @@ def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS, *, train=None
             variable.trainable = True
     for _, layer in chosen:
         layer.enable_lora(rank, lora_alpha=alpha)
+    if trainable_tokens is not None:
+        train_token_rows(model, trainable_tokens)
     model.__dict__[_STATE_KEY] = {
         "rank": rank,
         "alpha": alpha,
         "targets": targets,
         "layers": [p for p, _ in chosen],
         "trained_layers": [p for p, _ in trained],
+        "trainable_tokens": trainable_token_ids(model),
         "saved_trainable": saved,
         # The fully trained layers' values before training, put back by unload.
         "trained_before": {
@@ -233,7 +362,8 @@ def apply_lora(model, rank=8, alpha=None, targets=DEFAULT_TARGETS, *, train=None
 
 
 def lora_config(model):
-    """`{"rank", "alpha", "targets", "layers", "adapter"}` of the LoRA on `model`, or `None`."""
+    """`{"rank", "alpha", "targets", "layers", "trained_layers", "trainable_tokens", "adapter"}`
+    of the LoRA on `model`, or `None`."""
     state = model.__dict__.get(_STATE_KEY)
     if state is None:
         found = lora_layers(model)
@@ -247,9 +377,10 @@ def lora_config(model):
             "targets": [p for p, _ in found],
             "layers": [p for p, _ in found],
             "trained_layers": [],
+            "trainable_tokens": trainable_token_ids(model),
             "adapter": None,
         }
-    keys = ("rank", "alpha", "targets", "layers", "trained_layers", "adapter")
+    keys = ("rank", "alpha", "targets", "layers", "trained_layers", "trainable_tokens", "adapter")
     return {k: state[k] for k in keys}
 
 
@@ -259,8 +390,8 @@ def _under(weight_path, layer_paths):
 
 def _remove_lora(model, fold):
     """Drops every LoRA factor (folding `(alpha/r) A @ B` into the kernel if
-    `fold`) and puts back the trainable flags the model had before
-    `apply_lora`."""
+    `fold`), the token rows' deltas likewise, and puts back the trainable
+    flags the model had before `apply_lora`."""
     for _, layer in lora_layers(model):
         if fold:
             kernel = layer._kernel
@@ -275,6 +406,7 @@ def _remove_lora(model, fold):
         layer.lora_rank = None
         layer.lora_alpha = None
         layer._kernel.trainable = True
+    _remove_token_rows(model, fold)
     state = model.__dict__.pop(_STATE_KEY, None)
     if state is not None:
         if not fold:
@@ -332,8 +464,8 @@ def _forget_compiled_generation(model):
 def base_fingerprint(model, exclude=()):
     """What identifies the base an adapter belongs to: config and weights.
 
-    Hashes every weight except the LoRA factors (for a LoRA layer its frozen
-    base kernel) and those of the layers under `exclude` (layers an adapter
+    Hashes every weight except the LoRA factors and token-row deltas (for a
+    LoRA layer its frozen base kernel, for the token table the table itself) and those of the layers under `exclude` (layers an adapter
     trains in full), by path, dtype, shape and bytes, so it is the same on
     TensorFlow and JAX and for a model built here or loaded from disk.
 
@@ -343,7 +475,7 @@ def base_fingerprint(model, exclude=()):
     config = _model_config(model)
     digest = hashlib.sha256()
     for path, variable in sorted(named_weights(model), key=lambda item: item[0]):
-        if path.rsplit("/", 1)[-1] in LORA_WEIGHTS or _under(path, exclude):
+        if path.rsplit("/", 1)[-1] in LORA_WEIGHTS + TOKEN_WEIGHTS or _under(path, exclude):
             continue
         array = np.ascontiguousarray(ops.convert_to_numpy(variable))
         digest.update(f"{path}|{array.dtype.str}|{array.shape}|".encode())
@@ -404,6 +536,10 @@ def save_adapter(model, directory, *, overwrite=False):
     for path, layer in lora_layers(model):
         for name in LORA_WEIGHTS:
             arrays[f"{path}/{name}"] = ops.convert_to_numpy(getattr(layer, name))
+    if config["trainable_tokens"]:
+        # The one-hot selection `A` follows from the ids; only the deltas are stored.
+        path, layer = token_embedding_layer(model)
+        arrays[f"{path}/lora_embeddings_b"] = ops.convert_to_numpy(layer.lora_embeddings_b)
     for path, variable in named_weights(model):
         if _under(path, config["trained_layers"]):
             arrays[path] = ops.convert_to_numpy(variable)
@@ -415,6 +551,7 @@ def save_adapter(model, directory, *, overwrite=False):
         "targets": config["targets"],
         "layers": config["layers"],
         "trained_layers": config["trained_layers"],
+        "trainable_tokens": config["trainable_tokens"],
         "base_fingerprint": base_fingerprint(model, exclude=config["trained_layers"]),
     }
     directory = pathlib.Path(directory)
@@ -458,7 +595,8 @@ def load_adapter(model, directory):
         directory: an adapter directory written by `save_adapter`.
 
     Returns:
-        The adapter's config dict (rank, alpha, targets, layers, base_fingerprint).
+        The adapter's config dict (rank, alpha, targets, layers,
+        trainable_tokens, base_fingerprint).
 
     Raises:
         ValueError: the adapter belongs to another base (the message names
@@ -468,6 +606,7 @@ def load_adapter(model, directory):
     spec = read_adapter_config(directory)
     expected = spec["base_fingerprint"]
     trained_layers = spec.get("trained_layers", [])
+    tokens = spec.get("trainable_tokens")
     actual = base_fingerprint(model, exclude=trained_layers)
     if actual["id"] != expected["id"]:
         differing = sorted(
@@ -495,12 +634,14 @@ def load_adapter(model, directory):
         and current["rank"] == spec["rank"]
         and current["alpha"] == spec["alpha"]
         and current["trained_layers"] == trained_layers
+        and current["trainable_tokens"] == tokens
         and _STATE_KEY in model.__dict__
     )
     if not reusable:
         unload_adapter(model)
         matched = apply_lora(
-            model, spec["rank"], spec["alpha"], spec["targets"], train=trained_layers
+            model, spec["rank"], spec["alpha"], spec["targets"], train=trained_layers,
+            trainable_tokens=tokens,
         )
         if matched != spec["layers"]:
             unload_adapter(model)
@@ -521,6 +662,15 @@ def load_adapter(model, directory):
                     f"{tuple(arrays[key].shape)}; the layer expects {tuple(variable.shape)}."
                 )
             variable.assign(arrays[key])
+    if tokens:
+        path, layer = token_embedding_layer(model)
+        key = f"{path}/lora_embeddings_b"
+        if key not in arrays or tuple(arrays[key].shape) != tuple(layer.lora_embeddings_b.shape):
+            raise ValueError(
+                f"{directory / WEIGHTS_FILE} has no array {key!r} of shape "
+                f"{tuple(layer.lora_embeddings_b.shape)}."
+            )
+        layer.lora_embeddings_b.assign(arrays[key])
     for path, variable in named_weights(model):
         if _under(path, trained_layers):
             if path not in arrays or tuple(arrays[path].shape) != tuple(variable.shape):

@@ -3,7 +3,7 @@
 from kerasllm.finetune.trainable import named_layers
 
 
-def freeze_for_partial(model, trainable_blocks, *, train_tied_head=False):
+def freeze_for_partial(model, trainable_blocks, *, train_tied_head=False, trainable_tokens=None):
     """Freezes a GPT's embeddings and lower blocks; the top ones stay trainable.
 
     The last `trainable_blocks` transformer blocks, the final norm and the
@@ -29,6 +29,11 @@ def freeze_for_partial(model, trainable_blocks, *, train_tied_head=False):
             `num_layers`.
         train_tied_head: train the tied token table as the head. Defaults to
             `False`.
+        trainable_tokens: token ids whose embedding rows train while the
+            rest of the table stays frozen (`kerasllm.finetune.lora.
+            train_token_rows`), e.g. the chat tokens a base never learned.
+            `merge_lora` folds them into the table before saving. Defaults
+            to `None`.
 
     Returns:
         The paths of the layers left trainable (relative to `model`).
@@ -63,7 +68,16 @@ def freeze_for_partial(model, trainable_blocks, *, train_tied_head=False):
         block.trainable = False
     tied = getattr(gpt, "lm_head", None) is None
     if tied and train_tied_head:
+        if trainable_tokens is not None:
+            raise ValueError(
+                "train_tied_head trains every row of the token table already; "
+                f"drop trainable_tokens. Received: trainable_tokens={trainable_tokens!r}"
+            )
         gpt.embedding.token_embedding.trainable = True
+    if trainable_tokens is not None:
+        from kerasllm.finetune.lora import train_token_rows
+
+        train_token_rows(model, trainable_tokens)
     trainable = {id(v) for v in model.trainable_weights}
     full = [
         path

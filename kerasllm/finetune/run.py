@@ -128,7 +128,7 @@ def finetune(config, output, *, overrides=None, resume=False, overwrite=False, c
 
     with run.session(config.to_dict()):
         keras.utils.set_random_seed(config.seed)
-        model, trainable = _prepare_model(model, config, tokenizer.pad_token_id)
+        model, trainable = _prepare_model(model, config, tokenizer)
         _log(f"Method {config.method}: training {trainable['trainable']:,} parameters, "
              f"{format_trainable(trainable)}.")
         model.compile(optimizer=_optimizer(config), loss=_loss(classification),
@@ -188,6 +188,9 @@ def finetune(config, output, *, overrides=None, resume=False, overwrite=False, c
 
             result["adapter_dir"] = str(save_adapter(model, run.path / "adapter", overwrite=True))
         else:
+            from kerasllm.finetune.lora import merge_lora
+
+            merge_lora(model)  # token rows trained beside a partial run go into the table
             for layer in model._flatten_layers(include_self=True):
                 layer.trainable = True  # the saved model is not frozen for whoever trains it next
             model_dir = run.path / "model"
@@ -227,7 +230,7 @@ def _records(config):
     return format, records, eval_records, report
 
 
-def _prepare_model(model, config, pad_token_id):
+def _prepare_model(model, config, tokenizer):
     """Add the classifier head / freeze / add adapters; returns `(model, trainable summary)`."""
     from kerasllm.finetune.trainable import trainable_summary
 
@@ -235,16 +238,42 @@ def _prepare_model(model, config, pad_token_id):
         from kerasllm.finetune.sequence_classifier import SequenceClassifier
 
         model = SequenceClassifier(model, config.num_classes, pooling=config.pooling,
-                                   pad_token_id=pad_token_id)
+                                   pad_token_id=tokenizer.pad_token_id)
+    tokens = _token_ids(tokenizer, config.trainable_tokens)
     if config.method == "partial":
         from kerasllm.finetune.partial import freeze_for_partial
 
-        freeze_for_partial(model, config.trainable_blocks)
+        freeze_for_partial(model, config.trainable_blocks, trainable_tokens=tokens)
     elif config.method == "lora":
         from kerasllm.finetune.lora import apply_lora
 
-        apply_lora(model, **config.lora)
+        apply_lora(model, **config.lora, trainable_tokens=tokens)
     return model, trainable_summary(model)
+
+
+def _token_ids(tokenizer, tokens):
+    """The ids of `trainable_tokens` (strings or ids) in `tokenizer`, or `None`."""
+    if tokens is None:
+        return None
+    ids = []
+    for token in tokens:
+        if isinstance(token, int):
+            if token >= tokenizer.vocabulary_size:
+                raise ConfigError(
+                    f"trainable_tokens: id {token} is outside the base's vocabulary "
+                    f"[0, {tokenizer.vocabulary_size})."
+                )
+            ids.append(token)
+            continue
+        special = tokenizer.special_tokens
+        try:
+            ids.append(special[token] if token in special else tokenizer.token_to_id(token))
+        except KeyError:
+            raise ConfigError(
+                f"trainable_tokens: {token!r} is not a token of the base's tokenizer. "
+                f"Its special tokens: {sorted(special)}."
+            ) from None
+    return ids
 
 
 def _optimizer(config):

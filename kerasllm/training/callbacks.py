@@ -171,7 +171,8 @@ def _payload_bytes(model):
     """Bytes of the model's and optimizer's variables: the least a checkpoint takes."""
     import numpy as np
 
-    variables = list(model.weights)
+    # Keras saves a LoRA layer's kernel with its factors folded in, not the factors.
+    variables = [v for v in model.weights if not v.name.startswith("lora_")]
     if getattr(model, "optimizer", None) is not None:
         variables += list(model.optimizer.variables)
     total = 0

@@ -23,9 +23,17 @@ def test_every_key_has_a_comment(path):
             assert "#" in line, f"{path.name}: no comment on {line.strip()!r}"
 
 
+def test_trainable_tokens_parse():
+    config = FinetuneConfig.from_yaml(CONFIGS / "lora.yaml")
+    assert config.trainable_tokens == ["<|im_start|>", "<|im_end|>"]
+    config = FinetuneConfig.from_yaml(CONFIGS / "partial.yaml", {"trainable_tokens": ["<|im_end|>"]})
+    assert config.trainable_tokens == ["<|im_end|>"]
+    assert FinetuneConfig.from_yaml(CONFIGS / "sft.yaml").trainable_tokens is None
+
+
 def test_overrides_reach_into_lora():
     config = FinetuneConfig.from_yaml(CONFIGS / "lora.yaml", {"lora.rank": 2, "steps": 70})
-    assert config.lora["rank"] == 2 and config.lora["alpha"] == 8 and config.steps == 70
+    assert config.lora["rank"] == 2 and config.lora["alpha"] == 12 and config.steps == 70
 
 
 @pytest.mark.parametrize(
@@ -41,6 +49,11 @@ def test_overrides_reach_into_lora():
         ({"base": "m", "data": "d", "steps": "10"}, "steps must be int"),
         ({"base": "m", "data": "d", "format": "classification"}, "num_classes"),
         ({"data": "d"}, "base"),
+        ({"base": "m", "data": "d", "trainable_tokens": ["<|im_end|>"]}, "method lora or partial"),
+        ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": []}, "non-empty list"),
+        ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": ["a", "a"]}, "distinct"),
+        ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": [-1]}, r"Received: trainable_tokens=\[-1\]"),
+        ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": "<|im_end|>"}, "trainable_tokens must be"),
     ],
 )
 def test_errors_say_what_was_received(values, match):

@@ -284,3 +284,61 @@ def test_compiled_generation_follows_adapter_switches(tmp_path):
         assert model.generate_ids(prompt, max_new_tokens=6) == expected, directory
     unload_adapter(model)
     assert model.generate_ids(prompt, max_new_tokens=6) == greedy_by_full_forward(model, prompt, 6)
+
+
+def test_token_rows_train_and_the_rest_of_the_table_stays_bit_identical(tmp_path):
+    """`trainable_tokens`: only the chosen embedding rows move (input and tied head alike)."""
+    model = small_gpt()
+    table = model.embedding.token_embedding
+    before = base_values(model)
+    rows = [5, 200]
+    apply_lora(model, rank=2, targets=["qkv"], trainable_tokens=rows)
+    assert lora_config(model)["trainable_tokens"] == rows
+    trainable = sorted(v.path.split("/")[-1] for v in model.trainable_weights)
+    assert trainable == ["lora_embeddings_b"] + ["lora_kernel_a"] * 2 + ["lora_kernel_b"] * 2
+    # The deltas are (k, d): 2 rows of width 32 beside the rank-2 factors.
+    assert trainable_summary(model)["trainable"] == 2 * 32 + 2 * 2 * (32 + 96)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    ids = np.array(IDS)
+    ids[:, ::3] = rows[0]  # the chosen tokens appear as inputs and as targets
+    ids[:, 1::4] = rows[1]
+    model.fit(ids[:, :-1], ids[:, 1:], epochs=3, batch_size=2, verbose=0)
+
+    # Every stored base weight, the table included, is bit-identical.
+    after = base_values(model)
+    for path in before:
+        np.testing.assert_array_equal(after[path], before[path], err_msg=path)
+    # The table the model reads differs from the stored one on the chosen rows only.
+    stored = before[table._embeddings.path]
+    read = ops.convert_to_numpy(table.embeddings)
+    changed = np.flatnonzero(np.any(read != stored, axis=1))
+    assert sorted(changed.tolist()) == rows
+
+    # Saved with the adapter (the deltas only), loaded onto a fresh base, merged.
+    logits = ops.convert_to_numpy(model(IDS))
+    save_adapter(model, tmp_path / "adapter")
+    spec = json.loads((tmp_path / "adapter" / "kerasllm_adapter.json").read_text())
+    assert spec["trainable_tokens"] == rows
+    with np.load(tmp_path / "adapter" / "adapter_weights.npz") as stored_arrays:
+        assert stored_arrays["embedding/token_embedding/lora_embeddings_b"].shape == (2, 32)
+    copy = small_gpt()
+    load_adapter(copy, tmp_path / "adapter")
+    assert_close(copy(IDS), logits, atol=1e-6)
+    unload_adapter(copy)
+    assert_close(copy.embedding.token_embedding.embeddings, stored, atol=0.0)
+    merge_lora(model)
+    assert_close(model(IDS), logits, atol=1e-5)
+    merged = ops.convert_to_numpy(model.embedding.token_embedding.embeddings)
+    np.testing.assert_array_equal(np.delete(merged, rows, axis=0), np.delete(stored, rows, axis=0))
+    assert "lora" not in json.dumps(model.get_config())
+
+
+def test_bad_token_rows_are_refused():
+    model = small_gpt()
+    with pytest.raises(ValueError, match=r"distinct ints in \[0, 258\). Received: token_ids=\[5, 5\]"):
+        apply_lora(model, rank=2, targets=["qkv"], trainable_tokens=[5, 5])
+    with pytest.raises(ValueError, match=r"Received: token_ids=\[999\]"):
+        apply_lora(small_gpt(), rank=2, targets=["qkv"], trainable_tokens=[999])

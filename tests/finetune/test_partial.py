@@ -88,3 +88,34 @@ def test_bad_block_counts_and_full_count():
     summary = trainable_summary(model)
     embeddings = 258 * 32 + 32 * 32
     assert summary["total"] - summary["trainable"] == embeddings
+
+
+def test_token_rows_train_beside_the_top_blocks_and_merge_into_the_table():
+    from kerasllm.finetune import merge_lora
+
+    keras.utils.set_random_seed(0)
+    model = GPT.from_preset("tiny", **SHAPE)
+    freeze_for_partial(model, trainable_blocks=1, trainable_tokens=[7])
+    before = values(model)
+    ids = np.array(IDS)
+    ids[:, ::2] = 7
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(ids[:, :-1], ids[:, 1:], epochs=3, batch_size=4, verbose=0)
+    moved = changed(before, values(model))
+    deltas = [p for p in moved if p.endswith("lora_embeddings_b")]
+    assert len(deltas) == 1  # the row's delta trains; the stored tables and lower blocks do not
+    assert not any("/embedding/" in p or "/block_0/" in p or "/block_1/" in p for p in set(moved) - set(deltas))
+    assert_no_state_for_frozen(model)
+    table = model.embedding.token_embedding
+    stored = before[table._embeddings.path]
+    logits = ops.convert_to_numpy(model(IDS))
+    merge_lora(model)  # what a partial run does before saving
+    merged = ops.convert_to_numpy(table.embeddings)
+    assert np.flatnonzero(np.any(merged != stored, axis=1)).tolist() == [7]
+    np.testing.assert_allclose(ops.convert_to_numpy(model(IDS)), logits, atol=1e-5)
+    with pytest.raises(ValueError, match="train_tied_head trains every row"):
+        freeze_for_partial(GPT.from_preset("tiny", **SHAPE), 1, train_tied_head=True,
+                           trainable_tokens=[7])
