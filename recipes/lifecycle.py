@@ -565,7 +565,7 @@ class _Lifecycle:
 
         atomic_write_json(path, [a.to_dict() for a in answers])
         for answer in answers[:2] + task_answers[:2]:
-            self.log(f"  {answer.prompt[:40]!r:<44} -> {answer.member:<5} {answer.text[:40]!r}")
+            self.log(f"  {answer.prompt[:40]!r:<44} -> {answer.member or '-':<5} {(answer.text or '')[:40]!r}")
         figures = {"prompts": len(prompts), "routed": routed,
                    "routed_as_expected": code_right + tasks_right, "failures": failures,
                    "task_accuracy_through_router": round(right / len(records), 4)}
@@ -593,7 +593,7 @@ class _Lifecycle:
                             "--strategy greedy | beam --num-beams 4 | top_p --top-p 0.9 --temperature 0.8")
         figures, samples = {}, {}
         for name, options in strategies.items():
-            complete(aligned, prompts[:2], max_new_tokens=8, end_token_id=end, **options)  # compile first
+            complete(aligned, prompts, max_new_tokens=8, end_token_id=end, **options)  # compiles; timed below
             t0 = time.perf_counter()
             completions = complete(aligned, prompts, max_new_tokens=8, end_token_id=end, **options)
             seconds = time.perf_counter() - t0
@@ -656,7 +656,7 @@ class _Lifecycle:
                  "feedback_prompts": self.count(self.opts["loop_feedback_prompts"], 8),
                  "eval_prompts": self.count(self.opts["eval_prompts"], 6)}
         summary = self.loop.run_feedback_loop(
-            self.pretrained(), output, log=lambda line: self.log("  | " + line), sft=str(self.aligned()),
+            self.pretrained(), output, log=lambda text: self.log("\n".join("  | " + line for line in text.split("\n"))), sft=str(self.aligned()),
             name=loop_name, export_dir=str(export_dir), tasks=self.opts["tasks"], better_answers=True,
             seed=self.opts["seed"], **steps)
         self.loop_summary = summary
@@ -710,11 +710,8 @@ def _comparable(opts):
 
 
 def _eval_pair(result):
-    """(before, after) held-out metrics of a reward run, whichever way they are stored."""
-    evaluation = result.get("eval") or {}
-    before = result.get("before") or evaluation.get("before") or {}
-    after = result.get("after") or evaluation.get("after") or {}
-    return before, after
+    """(before, after) held-out pairwise metrics of a reward-model run."""
+    return result.get("eval_before") or {}, result.get("eval") or {}
 
 
 def _pct(value):
