@@ -53,23 +53,23 @@ OPTIONS = {
     "sft": (None, "An SFT model directory to serve as version N (skips the SFT step)."),
     "name": ("feedback-loop", "The served model name: EXPORT_DIR/NAME/VERSION/."),
     "export_dir": ("saved_models", "Where the versions are exported."),
-    "version_format": ("saved_model", "What a version folder holds: saved_model (kerasllm export, "
+    "version_format": ("model_dir", "What a version folder holds: saved_model (kerasllm export, "
                        "TF Serving's layout) or model_dir (a copy of the model directory: quicker)."),
     "tasks": ("larger,count", "Task-suite tasks the model is fine-tuned, asked and judged on."),
     "task_seed": (0, "Seed of the task split: held-out prompts are never trained on or rated for DPO."),
     "sft_steps": (300, "SFT steps (batch 32): short, so version N is often wrong."),
     "sft_examples": (2000, "SFT training examples per task."),
     "sft_learning_rate": (1e-3, "SFT learning rate."),
-    "feedback_prompts": (150, "Prompts per task the users ask version N."),
+    "feedback_prompts": (300, "Prompts per task the users ask version N."),
     "eval_prompts": (100, "Held-out prompts per task: users ask version N+1; greedy accuracy of both."),
     "samples": (2, "Answers per prompt (the request's n): the user rates each."),
     "temperature": (1.0, "Sampling temperature of the users' requests."),
     "max_tokens": (8, "max_tokens of the users' requests."),
     "users": (4, "Simulated users sending requests at the same time."),
-    "better_answers": (False, "When no answer is right, the user also writes the right one (preferred)."),
+    "better_answers": (True, "When no answer is right, the user also writes the right one (preferred)."),
     "dpo_steps": (60, "DPO optimizer steps."),
     "dpo_batch_size": (16, "Preference pairs per DPO step."),
-    "dpo_learning_rate": (5e-5, "DPO learning rate."),
+    "dpo_learning_rate": (1e-5, "DPO learning rate (gentle: stronger updates lowered the accuracy)."),
     "dpo_beta": (0.1, "DPO's beta."),
     "load_clients": (2, "Clients sending requests without pause through the version swap."),
     "swap_timeout": (600.0, "Seconds to wait for the server to serve version N+1."),
@@ -84,9 +84,10 @@ STEPS = [
     ("serve", "配信開始", "serve"),
     ("feedback", "ユーザーのフィードバック", "user feedback on version N"),
     ("pairs", "選好ペアの書き出し", "export preference pairs"),
+    ("rate_before", "未学習プロンプトでの評価", "users rate version N on held-out prompts"),
     ("dpo", "直接選好最適化", "DPO (version N+1)"),
     ("swap", "無停止の切り替え", "export N+1 and swap under load"),
-    ("feedback_after", "新バージョンへのフィードバック", "user feedback on version N+1"),
+    ("feedback_after", "新バージョンへの評価", "users rate version N+1 on held-out prompts"),
     ("stats", "集計", "feedback stats and task accuracy"),
 ]
 
@@ -166,8 +167,8 @@ def run_feedback_loop(base, output, *, log=print, **options):
         with server.client() as http:
             # 3. Users ask version N and rate its answers.
             clock.step("feedback")
-            before = _users(http, opts["name"], split["train"], opts, seed=opts["seed"])
-            _report_users(before, log)
+            feedback = _users(http, opts["name"], split["train"], opts, seed=opts["seed"])
+            _report_users(feedback, log)
 
             # 4. Their ratings become preference pairs.
             clock.step("pairs")
@@ -184,6 +185,15 @@ def run_feedback_loop(base, output, *, log=print, **options):
             log(f"  chosen answers right: {summary['pair_check']['chosen_right']}/{exported_pairs}, "
                 f"rejected answers wrong: {summary['pair_check']['rejected_wrong']}/{exported_pairs}")
 
+            # The measure: users rate N on held-out prompts, after the pairs
+            # were written (so nothing held out is trained on), as they will
+            # rate N+1: same prompts, same seeds, no better answers.
+            clock.step("rate_before")
+            measure = {**opts, "better_answers": False}
+            held_out_seed = opts["seed"] + 10**6
+            before = _users(http, opts["name"], split["test"], measure, seed=held_out_seed)
+            _report_users(before, log)
+
             # 5. DPO on the pairs gives version N+1.
             clock.step("dpo")
             dpo_result = _dpo(sft_dir, pairs_path, output / "dpo", opts, log)
@@ -194,7 +204,7 @@ def run_feedback_loop(base, output, *, log=print, **options):
 
             # 7. Users ask version N+1 (held-out prompts).
             clock.step("feedback_after")
-            after = _users(http, opts["name"], split["test"], opts, seed=opts["seed"] + 10**6)
+            after = _users(http, opts["name"], split["test"], measure, seed=held_out_seed)
             _report_users(after, log)
 
     # 8. What the feedback database and the verifier say.
@@ -215,15 +225,15 @@ def run_feedback_loop(base, output, *, log=print, **options):
     summary.update(
         version_before=version_before,
         version_after=version_after,
-        rating_before=by_version.get(version_before, {}).get("approval"),
-        rating_after=by_version.get(version_after, {}).get("approval"),
+        rating_before=_share(before, "correct"),
+        rating_after=_share(after, "correct"),
+        rating_feedback_round=_share(feedback, "correct"),
+        approval_in_stats={str(v): by_version[v]["approval"] for v in sorted(by_version)},
         accuracy_before=accuracy["before"]["mean_accuracy"],
         accuracy_after=accuracy["after"]["mean_accuracy"],
         accuracy_per_task={t: {"before": accuracy["before"]["tasks"][t]["accuracy"],
                                "after": accuracy["after"]["tasks"][t]["accuracy"]} for t in tasks},
-        sampled_accuracy_before=_share(before, "correct"),
-        sampled_accuracy_after=_share(after, "correct"),
-        served_versions_before=sorted({a["version"] for a in before}),
+        served_versions_before=sorted({a["version"] for a in feedback + before}),
         served_versions_after=sorted({a["version"] for a in after}),
         stats=stats,
         pairs_exported=exported_pairs,
@@ -579,33 +589,42 @@ class _Clock:
 
 
 def _print_table(s, log):
-    def fmt(value, percent=True):
-        if value is None:
-            return "-"
-        return f"{value:.1%}" if percent else str(value)
+    def fmt(value):
+        return "-" if value is None else f"{value:.1%}"
 
     n, m = s["version_before"], s["version_after"]
-    rows = [
-        ("user rating (share of thumbs up) / 評価", fmt(s["rating_before"]), fmt(s["rating_after"])),
-        ("sampled answers right / 正答率(サンプル)", fmt(s["sampled_accuracy_before"]),
-         fmt(s["sampled_accuracy_after"])),
-        ("held-out accuracy, greedy / 正答率(貪欲)", fmt(s["accuracy_before"]), fmt(s["accuracy_after"])),
-    ]
-    rows += [(f"  {task}", fmt(a["before"]), fmt(a["after"])) for task, a in s["accuracy_per_task"].items()]
-    width = max(len(r[0]) for r in rows) + 2
-    log(f"\n{'':<{width}}{'version ' + str(n):>12}{'version ' + str(m):>12}")
-    for label, before, after in rows:
-        log(f"{label:<{width}}{before:>12}{after:>12}")
     swap = s["swap"]
-    log(f"{'preference pairs exported / 選好ペア':<{width}}{s['pairs_exported']:>12}")
-    log(f"{'requests during the swap / 切替中のリクエスト':<{width}}{swap['requests']:>12}")
-    log(f"{'failed during the swap / 失敗':<{width}}{swap['failed']:>12}")
-    log(f"{'total time / 合計時間':<{width}}{s['total_seconds']:>11.0f}s")
+    rows = [
+        ("評価 / users' rating, held-out (thumbs up)", fmt(s["rating_before"]), fmt(s["rating_after"])),
+        ("stats: approval, all answers", fmt(s["approval_in_stats"].get(str(n))),
+         fmt(s["approval_in_stats"].get(str(m)))),
+        ("正答率(貪欲) / held-out accuracy, greedy", fmt(s["accuracy_before"]), fmt(s["accuracy_after"])),
+        *[(f"  {task}", fmt(a["before"]), fmt(a["after"])) for task, a in s["accuracy_per_task"].items()],
+        ("選好ペア / preference pairs exported", str(s["pairs_exported"]), ""),
+        ("切替中のリクエスト / requests during the swap", str(swap["requests"]), ""),
+        ("切替中の失敗 / failed during the swap", str(swap["failed"]), ""),
+        ("合計時間 / total time", f"{s['total_seconds']:.0f} s", ""),
+    ]
+    width = max(_display_width(r[0]) for r in rows) + 2
+
+    def line(label, before, after):
+        return label + " " * (width - _display_width(label)) + f"{before:>12}{after:>12}"
+
+    log("\n" + line("", f"version {n}", f"version {m}"))
+    for row in rows:
+        log(line(*row))
     if s["improved"]:
         log(f"\nVersion {m} is rated higher and answers more held-out prompts right than version {n}.")
     else:
-        log(f"\nVersion {m} did NOT beat version {n} on both rating and held-out accuracy in this run "
-            "(DPO on this feedback alone was not enough); see the figures above.")
+        log(f"\nVersion {m} did NOT beat version {n} on both the users' rating and held-out accuracy "
+            "in this run: DPO on this feedback alone was not enough (see docs/alignment.md).")
+
+
+def _display_width(text):
+    """Columns a terminal gives `text` (CJK characters take two)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def main(argv=None):
@@ -617,7 +636,8 @@ def main(argv=None):
     for key, (default, text) in OPTIONS.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help=text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"{text} Default {default}.")
         else:
             kind = type(default) if default is not None else (int if key.endswith("steps") else str)
             parser.add_argument(flag, type=kind, default=default, help=f"{text} Default {default}.")

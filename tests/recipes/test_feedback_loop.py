@@ -75,15 +75,15 @@ def test_feedback_loop_end_to_end(tmp_path):
     assert summary["pair_check"]["chosen_right"] == len(pairs)
     assert all(isinstance(p["prompt"], list) and p["prompt"][-1]["role"] == "user" for p in pairs)
 
-    # Stats list both versions with their ratings; each rating is the share of
-    # answers the verifier accepted (the users rate by it).
+    # Stats list both versions with their ratings. The users rate by the
+    # verifier: N got 12 prompts x 2 answers (the feedback) and 6 x 2 held-out
+    # ones (the measure), N+1 the same 6 x 2 held-out ones.
     versions = {s["version"]: s for s in summary["stats"] if s["model"] == "loop"}
     assert set(versions) == {"1", "2"}
-    n_answers = 12 * 2
-    assert versions["1"]["thumbs_up"] + versions["1"]["thumbs_down"] == n_answers
+    assert versions["1"]["thumbs_up"] + versions["1"]["thumbs_down"] == 12 * 2 + 6 * 2
     assert versions["2"]["thumbs_up"] + versions["2"]["thumbs_down"] == 6 * 2
-    assert summary["rating_before"] == pytest.approx(summary["sampled_accuracy_before"], abs=1e-3)
-    assert summary["rating_after"] == pytest.approx(summary["sampled_accuracy_after"], abs=1e-3)
+    assert versions["1"]["thumbs_up"] == round(summary["rating_feedback_round"] * 24 + summary["rating_before"] * 12)
+    assert versions["2"]["approval"] == pytest.approx(summary["rating_after"], abs=1e-3)
     assert 0.0 <= summary["accuracy_before"] <= 1.0 and 0.0 <= summary["accuracy_after"] <= 1.0
 
     written = json.loads((tmp_path / "loop" / "summary.json").read_text())
@@ -91,5 +91,6 @@ def test_feedback_loop_end_to_end(tmp_path):
                 "accuracy_after", "failed_requests_during_swap", "pairs_exported"):
         assert written[key] == summary[key]
     text = "\n".join(lines)
-    for name in ("ユーザーのフィードバック / user feedback", "直接選好最適化 / DPO", "集計 / feedback stats"):
+    for name in ("ユーザーのフィードバック / user feedback", "直接選好最適化 / DPO", "集計 / feedback stats",
+                 "無停止の切り替え / export N+1 and swap under load"):
         assert name in text
