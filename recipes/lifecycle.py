@@ -2,7 +2,7 @@
 served model that improves from its users' feedback.
 
 Usage:
-    python recipes/lifecycle.py --output runs/lifecycle             # ~20 min on 2 CPU cores
+    python recipes/lifecycle.py --output runs/lifecycle             # 15-20 min on an idle 2-core CPU
     python recipes/lifecycle.py --output runs/lifecycle --skip-existing   # reuse finished stages
     python recipes/lifecycle.py --output runs/small --scale 0.01    # every stage, minimal steps
 
@@ -740,7 +740,10 @@ def _print_table(document, log):
             for i, s in enumerate(document["stages"], 1)]
     for number, ja, en, seconds, headline, outputs in rows:
         log(f"{number:>2}. {ja} / {en}  [{seconds} s]\n      {headline}\n      -> {outputs}")
-    log(f"\ntotal {document['total_seconds'] / 60:.1f} min")
+    reused = sum(bool(s.get("reused")) for s in document["stages"])
+    stages = sum(s["seconds"] for s in document["stages"])
+    log(f"\nstages {stages / 60:.1f} min in all; this run {document['total_seconds'] / 60:.1f} min"
+        + (f" ({reused} stages reused from an earlier run)" if reused else ""))
 
 
 def main(argv=None):
