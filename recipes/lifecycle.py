@@ -589,7 +589,8 @@ class _Lifecycle:
         records = self.test_records(self.count(self.opts["eval_prompts"], 8) // 2)
         prompts = [prompt_text(r, "messages") for r in records]
         end = aligned.tokenizer.token_to_id(IM_END)
-        command = self.show(f"kerasllm generate --model {self.aligned()} --chat --prompt {records[0]['messages'][0]['content']!r} "
+        question = records[0]["messages"][0]["content"]
+        command = self.show(f"kerasllm generate --model {self.aligned()} --chat --prompt {question!r} "
                             "--strategy greedy | beam --num-beams 4 | top_p --top-p 0.9 --temperature 0.8")
         figures, samples = {}, {}
         for name, options in strategies.items():
@@ -599,7 +600,8 @@ class _Lifecycle:
             seconds = time.perf_counter() - t0
             right = sum(verify(r, c.text) for r, c in zip(records, completions))
             tokens = sum(len(c.token_ids) for c in completions)
-            figures[name] = {"task_accuracy": round(right / len(records), 4), "tokens_per_second": round(tokens / seconds, 1)}
+            figures[name] = {"task_accuracy": round(right / len(records), 4),
+                             "tokens_per_second": round(tokens / seconds, 1)}
             self.log(f"  {name:<7} {right}/{len(records)} task answers right, {tokens / seconds:,.0f} tokens/s "
                      f"(batch of {len(prompts)})")
         code_model = kerasllm.load(self.pretrained())
@@ -655,23 +657,30 @@ class _Lifecycle:
         steps = {"dpo_steps": self.steps(self.opts["loop_dpo_steps"]),
                  "feedback_prompts": self.count(self.opts["loop_feedback_prompts"], 8),
                  "eval_prompts": self.count(self.opts["eval_prompts"], 6)}
+
+        def indented(text):
+            self.log("\n".join("  | " + line for line in text.split("\n")))
+
         summary = self.loop.run_feedback_loop(
-            self.pretrained(), output, log=lambda text: self.log("\n".join("  | " + line for line in text.split("\n"))), sft=str(self.aligned()),
+            self.pretrained(), output, log=indented, sft=str(self.aligned()),
             name=loop_name, export_dir=str(export_dir), tasks=self.opts["tasks"], better_answers=True,
             seed=self.opts["seed"], **steps)
         self.loop_summary = summary
         seconds = summary["seconds"]
         loop_db = output / "feedback.sqlite"
         swap = summary["swap"]
-        figures = {"requests_during_swap": swap["requests"], "failed_requests_during_swap": summary["failed_requests_during_swap"],
-                   "served_by_version": swap["served_by_version"], "seconds_to_new_version": swap["seconds_to_new_version"],
+        figures = {"requests_during_swap": swap["requests"],
+                   "failed_requests_during_swap": summary["failed_requests_during_swap"],
+                   "served_by_version": swap["served_by_version"],
+                   "seconds_to_new_version": swap["seconds_to_new_version"],
                    "_seconds": round(seconds.get("export", 0) + seconds.get("serve", 0) + seconds.get("swap", 0), 1)}
         self.commands = {"feedback": f"kerasllm feedback export --db {loop_db} --output {summary['preferences']}",
                          "next_version": f"kerasllm dpo --set base={self.aligned()} --set data={summary['preferences']} "
                                          f"... && kerasllm feedback stats --db {loop_db}"}
         headline = (f"version {summary['version_before']} served, version {summary['version_after']} swapped in under "
                     f"load: {swap['requests']} requests, {summary['failed_requests_during_swap']} failed")
-        return command, figures, {"saved_models": summary["export_base_path"], "server_log": output / "server.log"}, headline
+        outputs = {"saved_models": summary["export_base_path"], "server_log": output / "server.log"}
+        return command, figures, outputs, headline
 
     def _feedback(self):
         summary, seconds = self.loop_summary, self.loop_summary["seconds"]
