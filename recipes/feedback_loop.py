@@ -218,7 +218,8 @@ def run_feedback_loop(base, output, *, log=print, **options):
 
     accuracy = {}
     for label, model_dir in (("before", sft_dir), ("after", dpo_result["model_dir"])):
-        accuracy[label] = evaluate_tasks(model_dir, tasks, records=split["test"], format="messages")
+        accuracy[label] = evaluate_tasks(model_dir, tasks, records=split["test"], format="messages",
+                                         return_answers=True)
     clock.stop()
 
     version_after = version_before + 1
@@ -248,6 +249,13 @@ def run_feedback_loop(base, output, *, log=print, **options):
         summary["accuracy_after"] > summary["accuracy_before"]
         and (summary["rating_after"] or 0) > (summary["rating_before"] or 0)
     )
+    # Both measures pair the same prompts (and, for the ratings, the same
+    # seeds) across the versions: McNemar's exact test on the answers that changed.
+    summary["p_value_rating"] = _mcnemar([a["correct"] for a in before], [a["correct"] for a in after])
+    summary["p_value_accuracy"] = _mcnemar([a["correct"] for a in accuracy["before"]["answers"]],
+                                           [a["correct"] for a in accuracy["after"]["answers"]])
+    summary["significant"] = bool(summary["improved"] and max(
+        summary["p_value_rating"], summary["p_value_accuracy"]) < 0.05)
     _print_table(summary, log)
     from kerasllm.data.atomic import atomic_write_json
 
@@ -613,11 +621,30 @@ def _print_table(s, log):
     log("\n" + line("", f"version {n}", f"version {m}"))
     for row in rows:
         log(line(*row))
-    if s["improved"]:
-        log(f"\nVersion {m} is rated higher and answers more held-out prompts right than version {n}.")
+    tests = (f"McNemar p = {s['p_value_rating']:.2f} for the rating, "
+             f"{s['p_value_accuracy']:.2f} for the accuracy")
+    if s["significant"]:
+        log(f"\nVersion {m} is rated higher and answers more held-out prompts right than version {n} "
+            f"({tests}).")
+    elif s["improved"]:
+        log(f"\nVersion {m} is rated higher and answers more held-out prompts right than version {n}, "
+            f"but the gain is within the noise of this many prompts ({tests}).")
     else:
         log(f"\nVersion {m} did NOT beat version {n} on both the users' rating and held-out accuracy "
             "in this run: DPO on this feedback alone was not enough (see docs/alignment.md).")
+
+
+def _mcnemar(before, after):
+    """Two-sided exact McNemar p-value of paired right/wrong outcomes."""
+    import math
+
+    gained = sum(1 for b, a in zip(before, after) if a and not b)
+    lost = sum(1 for b, a in zip(before, after) if b and not a)
+    changed = gained + lost
+    if changed == 0:
+        return 1.0
+    tail = sum(math.comb(changed, k) for k in range(min(gained, lost) + 1)) / 2**changed
+    return round(min(1.0, 2 * tail), 4)
 
 
 def _display_width(text):
