@@ -1,5 +1,5 @@
 """The feedback loop, closed in one command: serve version N, collect feedback,
-train on it with DPO, serve version N+1, and measure that it is better.
+train on it with DPO, serve version N+1, and measure whether it is better.
 
 Usage:
     python recipes/feedback_loop.py                           # runs/demo/model -> runs/feedback_loop
@@ -10,20 +10,25 @@ Each step is the public API or the `kerasllm` command it names:
 
     1. SFT           kerasllm.finetune.finetune: a short SFT on a few tasks of the
                      suite (version N: sometimes right, sometimes wrong)
-    2. export        kerasllm.export.export_saved_model -> saved_models/NAME/N/
+    2. export        version N -> saved_models/NAME/N/: a copy of the model directory
+                     (--version-format model_dir) or kerasllm.export.export_saved_model
+                     (--version-format saved_model, TF Serving's layout)
     3. serve         `kerasllm serve --model-base-path saved_models/NAME --feedback-db ...`
                      (a subprocess on a free loopback port)
     4. feedback      simulated users over HTTP: POST /v1/chat/completions (n=2,
                      temperature 1), then POST /v1/feedback rating each answer
-                     +1 when the task's verifier accepts it, -1 otherwise
+                     +1 when the task's verifier accepts it, -1 otherwise (and,
+                     when both are wrong, the right answer as `preferred`)
     5. pairs         `kerasllm feedback export` -> preferences.jsonl
-    6. DPO           kerasllm.alignment.dpo (`kerasllm dpo`) on those pairs
-    7. swap          export N+1 into saved_models/NAME/N+1/ while clients keep
-                     sending requests; the server loads, warms up and swaps; every
-                     failed request is counted
-    8. feedback N+1  the same users rate version N+1 on held-out prompts
-    9. stats         `kerasllm feedback stats` (rating per version) and greedy
-                     task accuracy of N and N+1 on the held-out prompts
+    6. rate N        the users rate version N on held-out prompts (the measure)
+    7. DPO           kerasllm.alignment.dpo (`kerasllm dpo`) on the pairs
+    8. swap          version N+1 written into saved_models/NAME/N+1/ while clients
+                     keep sending requests; the server loads, warms up and swaps;
+                     every failed request is counted
+    9. rate N+1      the same users, prompts and seeds, answered by N+1
+    10. stats        `kerasllm feedback stats` (rating per version), greedy task
+                     accuracy of N and N+1 on the held-out prompts, and McNemar's
+                     test of both differences
 
 Outputs in --output: sft/, dpo/ (the runs), feedback.sqlite, preferences.jsonl,
 server.log and summary.json (every figure printed). The exports go to
@@ -105,9 +110,12 @@ def run_feedback_loop(base, output, *, log=print, **options):
 
     Returns:
         A dict with at least `version_before`, `version_after`,
-        `rating_before`, `rating_after` (share of answers rated +1),
-        `accuracy_before`, `accuracy_after` (greedy, held-out prompts),
-        `failed_requests_during_swap` and `pairs_exported`.
+        `rating_before`, `rating_after` (share of the answers to the
+        held-out prompts the users rated +1), `accuracy_before`,
+        `accuracy_after` (greedy, held-out prompts),
+        `failed_requests_during_swap` and `pairs_exported`; also
+        `p_value_rating`, `p_value_accuracy` (McNemar), `stats` (`kerasllm
+        feedback stats --json`), `swap`, `dpo` and the seconds per step.
     """
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
