@@ -20,7 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) recipes/demo.py
 
-# Every stage of the tiny model's life, corpus to a served version N+1 (15-20 min on 2 idle cores):
+# Every stage of the tiny model's life, corpus to a served version N+1 (about 10 min on 2 idle cores):
 # a table of each stage's figures and outputs, also in runs/lifecycle/lifecycle.json.
 lifecycle: $(STAMP)
 	$(PY) recipes/lifecycle.py --output runs/lifecycle

@@ -2,7 +2,7 @@
 served model that improves from its users' feedback.
 
 Usage:
-    python recipes/lifecycle.py --output runs/lifecycle             # 15-20 min on an idle 2-core CPU
+    python recipes/lifecycle.py --output runs/lifecycle             # ~10 min on an idle 2-core CPU
     python recipes/lifecycle.py --output runs/lifecycle --skip-existing   # reuse finished stages
     python recipes/lifecycle.py --output runs/small --scale 0.01    # every stage, minimal steps
 
