@@ -20,8 +20,6 @@ POOLINGS = ("last", "mean")
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig(ConfigFile):
-    KIND = "A fine-tuning config"
-
     """Hyperparameters of `kerasllm.finetune.finetune`.
 
     Args:
@@ -70,6 +68,8 @@ class FinetuneConfig(ConfigFile):
             `"last"`.
         batch_size ... seed: as in `PretrainConfig`.
     """
+
+    KIND = "A fine-tuning config"
 
     base: Optional[str] = None
     data: typing.Union[str, list, None] = None

@@ -126,8 +126,6 @@ class ConfigFile:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig(ConfigFile):
-    KIND = "A pretraining config"
-
     """Hyperparameters of `kerasllm.training.pretrain`.
 
     Args:
@@ -207,6 +205,8 @@ class PretrainConfig(ConfigFile):
     kerasllm.training.pretrain(config, "runs/tiny")
     ```
     """
+
+    KIND = "A pretraining config"
 
     corpus: typing.Union[str, list] = "python-stdlib"
     text_unit: str = "file"
