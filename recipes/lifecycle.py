@@ -395,26 +395,24 @@ class _Lifecycle:
                 "checkpoint_every": steps, "seed": self.opts["seed"]}
 
     def _sft(self):
-        from kerasllm.finetune import finetune
-
-        steps = self.steps(self.opts["sft_steps"])
-        output = self.path("sft")
-        command = self.show(f"kerasllm finetune --config recipes/configs/finetune/sft.yaml --set base={self.pretrained()} "
-                            f"--set tasks={self.opts['tasks']} --set steps={steps} --output {output} --overwrite")
-        result = self.quiet(finetune, str(CONFIGS / "finetune" / "sft.yaml"), output,
-                            overrides=self.finetune_overrides(steps), overwrite=True, verbose=0)
+        result, command = self.finetune_stage("sft")
         return command, *self.finetune_figures(result, {"model": result["model_dir"]})
 
     def _lora(self):
+        result, command = self.finetune_stage("lora")
+        return command, *self.finetune_figures(result, {"adapter": result["adapter_dir"]})
+
+    def finetune_stage(self, recipe):
+        """`kerasllm finetune` with `recipes/configs/finetune/RECIPE.yaml`: `(result, command)`."""
         from kerasllm.finetune import finetune
 
-        steps = self.steps(self.opts["lora_steps"])
-        output = self.path("lora")
-        command = self.show(f"kerasllm finetune --config recipes/configs/finetune/lora.yaml --set base={self.pretrained()} "
+        steps = self.steps(self.opts[f"{recipe}_steps"])
+        output = self.path(recipe)
+        command = self.show(f"kerasllm finetune --config recipes/configs/finetune/{recipe}.yaml --set base={self.pretrained()} "
                             f"--set tasks={self.opts['tasks']} --set steps={steps} --output {output} --overwrite")
-        result = self.quiet(finetune, str(CONFIGS / "finetune" / "lora.yaml"), output,
+        result = self.quiet(finetune, str(CONFIGS / "finetune" / f"{recipe}.yaml"), output,
                             overrides=self.finetune_overrides(steps), overwrite=True, verbose=0)
-        return command, *self.finetune_figures(result, {"adapter": result["adapter_dir"]})
+        return result, command
 
     def finetune_figures(self, result, outputs):
         trainable = result["trainable"]
