@@ -21,7 +21,6 @@ fine-tuning's (`apply_lora`, `save_adapter`, `merge_lora`).
 """
 
 import csv
-import importlib.util
 import math
 import os
 import pathlib
@@ -31,7 +30,7 @@ import time
 import keras
 import numpy as np
 
-from kerasllm.training.callbacks import NonFiniteGuard, StepCheckpoint, StepTensorBoard
+from kerasllm.training.callbacks import NonFiniteGuard, StepCheckpoint, tensorboard_callback
 from kerasllm.training.config import ConfigError
 from kerasllm.training.optimizers import create_optimizer
 
@@ -255,23 +254,10 @@ def evaluate_pairs(objective, arrays, batch_size):
 def tensorboard(output, steps="optimizer"):
     """Training's TensorBoard callback on `OUTPUT/tensorboard`, or `None`.
 
-    Keras's TensorBoard callback writes through TensorFlow's summary writer,
-    imported when it first writes (as in pretraining). Where TensorFlow is
-    not installed (a JAX-only setup) there is no writer and the metrics go
-    to `log.csv` and `curves.png` alone.
-
-    Args:
-        output: the run directory.
-        steps: `"optimizer"` for `fit` (`StepTensorBoard`: optimizer steps
-            on the x-axis) or `"given"` for a loop that calls
-            `on_epoch_end(step, logs)` itself with its own step.
+    See `kerasllm.training.callbacks.tensorboard_callback` (`None` where
+    TensorFlow is not installed).
     """
-    if importlib.util.find_spec("tensorflow") is None:
-        return None
-    log_dir = str(pathlib.Path(output) / "tensorboard")
-    if steps == "optimizer":
-        return StepTensorBoard(log_dir=log_dir)
-    return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)
+    return tensorboard_callback(pathlib.Path(output) / "tensorboard", steps)
 
 
 class MetricsLog(keras.callbacks.Callback):

@@ -29,11 +29,11 @@ import pathlib
 import re
 import types
 
-import tensorflow as tf
-
 from kerasllm.tokenizers import files
-from kerasllm.tokenizers.tokenizer import Tokenizer, fingerprint_of
-from kerasllm.tokenizers.word_splitter import class_table, segment_ids, split_words
+from kerasllm.tokenizers.tokenizer import Tokenizer, fingerprint_of, tf
+
+if tf is not None:  # without TensorFlow only the Python side exists
+    from kerasllm.tokenizers.word_splitter import class_table, segment_ids, split_words
 
 # Above any merge rank: "this pair does not merge".
 _NO_MERGE = 2**62
@@ -204,8 +204,9 @@ class BytePairTokenizer(Tokenizer):
         self._fingerprint = fingerprint_of(
             "bpe", metadata, json.dumps(sorted(vocabulary.items())), json.dumps(merges)
         )
-        self._build_tables(vocabulary, merges, cache)
-        self._classes = tf.constant(class_table(metadata["split_classes"]))  # int8
+        if tf is not None:
+            self._build_tables(vocabulary, merges, cache)
+            self._classes = tf.constant(class_table(metadata["split_classes"]))  # int8
 
     # ------------------------------------------------------------ tables
 

@@ -16,6 +16,8 @@ def load(directory):
     Raises:
         FileNotFoundError: `directory` is missing or not a tokenizer directory.
         ValueError: its metadata names an unknown kind or version.
+        ImportError: a SentencePiece tokenizer where TensorFlow is not
+            installed (a BPE tokenizer loads without it: see `Tokenizer`).
 
     Example:
 
@@ -27,6 +29,9 @@ def load(directory):
         from kerasllm.tokenizers.byte_pair_tokenizer import BytePairTokenizer
 
         return BytePairTokenizer(directory)
+    from kerasllm.tokenizers.tokenizer import require_tensorflow
+
+    require_tensorflow(f"The SentencePiece tokenizer in {directory}")
     from kerasllm.tokenizers.sentencepiece_tokenizer import SentencePieceTokenizer
 
     return SentencePieceTokenizer(directory)

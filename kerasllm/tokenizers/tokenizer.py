@@ -5,16 +5,50 @@ module that holds it (an exporter's serving module) saves it with
 `tf.saved_model.save`, and the SavedModel needs only TF core and
 tensorflow-text ops. The same object has Python fast paths (`encode`,
 `encode_batch`, `decode`) that call the trainer's own library.
+
+Where TensorFlow is not installed (a JAX-only GPU machine), a byte-level BPE
+tokenizer still loads with its Python side: `encode`, `encode_batch`,
+`decode`, the vocabulary and the special tokens, which is all that
+fine-tuning, alignment, generation and evaluation use. The in-graph methods
+(`tokenize`, `detokenize`, tf.data pipelines, exports) then raise an
+`ImportError` that says so. A SentencePiece tokenizer encodes with
+tensorflow-text's op even in Python (see its class), so it needs TensorFlow.
 """
 
 import hashlib
 import json
 
 import numpy as np
-import tensorflow as tf
+
+try:
+    import tensorflow as tf
+except ImportError:  # a JAX-only setup: the Python side works (see above)
+    tf = None
 
 
-class Tokenizer(tf.Module):
+def require_tensorflow(what):
+    """Raise a clear `ImportError` where TensorFlow is missing and `what` needs it."""
+    if tf is None:
+        raise ImportError(
+            f"{what} needs TensorFlow, which is not installed here. Without it "
+            "a BPE tokenizer keeps its Python side (encode, encode_batch, "
+            "decode): install tensorflow and tensorflow-text for in-graph "
+            "tokenization, tf.data pipelines, SentencePiece and export."
+        )
+
+
+class _WithoutTensorFlow:
+    """What `Tokenizer` derives from where TensorFlow is not installed."""
+
+    def __init__(self, name=None):
+        self._name = name
+
+    @property
+    def name(self):
+        return self._name
+
+
+class Tokenizer(tf.Module if tf is not None else _WithoutTensorFlow):
     """Base class: input handling and the shared Python API.
 
     Subclasses implement `_tokenize_strings` (a 1-D string tensor to ragged
@@ -70,6 +104,7 @@ class Tokenizer(tf.Module):
         >>> tokenizer("def f():")  # 1-D int32 tensor
         >>> tokenizer(["a", "b c"])  # RaggedTensor [2, None]
         """
+        require_tensorflow("tokenize (in-graph tokenization)")
         if isinstance(inputs, tf.RaggedTensor):
             raise ValueError(
                 "tokenize expects a str, a list of str, or a scalar or 1-D "
@@ -112,6 +147,7 @@ class Tokenizer(tf.Module):
 
         >>> tokenizer.detokenize(tokenizer("日本語"))  # b'日本語'
         """
+        require_tensorflow("detokenize (in-graph detokenization)")
         if isinstance(ids, (list, tuple)):
             nested = any(isinstance(row, (list, tuple, np.ndarray)) for row in ids)
             # int64 so that an empty list is an int tensor, not float32.

@@ -9,6 +9,7 @@ accumulation, one step is several `fit` batches.
 import csv
 import errno
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -422,6 +423,27 @@ def plot_loss_curve(csv_path, plot_path, title="kerasllm pretraining"):
 
 
 # ---------------------------------------------------------------- TensorBoard
+
+
+def tensorboard_callback(log_dir, steps="optimizer"):
+    """A TensorBoard callback writing to `log_dir`, or `None` without TensorFlow.
+
+    Keras's TensorBoard callback writes through TensorFlow's summary writer,
+    imported when it first writes. Where TensorFlow is not installed (a
+    JAX-only setup) there is no writer, and the metrics go to the run's
+    CSV log and PNG curves alone.
+
+    Args:
+        log_dir: the directory of the event files.
+        steps: `"optimizer"` for `fit` (`StepTensorBoard`: optimizer steps
+            on the x-axis) or `"given"` for a loop that calls
+            `on_epoch_end(step, logs)` itself with its own step.
+    """
+    if importlib.util.find_spec("tensorflow") is None:
+        return None
+    if steps == "optimizer":
+        return StepTensorBoard(log_dir=str(log_dir))
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)
 
 
 class StepTensorBoard(keras.callbacks.TensorBoard):

@@ -78,11 +78,11 @@ from kerasllm.training.callbacks import (
     CheckpointError,
     NonFiniteGuard,
     StepCheckpoint,
-    StepTensorBoard,
     TrainingDiverged,
     TrainingLog,
     list_checkpoints,
     restore_checkpoint,
+    tensorboard_callback,
     verify_checkpoint,
 )
 
@@ -386,7 +386,7 @@ class RunDirectory:
             A list of Keras callbacks; `raise_if_diverged` reads the guard.
         """
         self.guard = NonFiniteGuard()
-        return [
+        callbacks = [
             self.guard,
             TrainingLog(
                 self.path / "log.csv",
@@ -395,10 +395,11 @@ class RunDirectory:
                 val_bytes_per_token=val_bytes_per_token,
                 title=title or f"kerasllm {self.kind}",
             ),
-            StepTensorBoard(log_dir=str(self.path / "tensorboard")),
+            tensorboard_callback(self.path / "tensorboard"),  # None without TensorFlow
             StepCheckpoint(self.checkpoints, every=checkpoint_every, keep=keep, state_fn=state_fn),
             _RunStep(self),
         ]
+        return [callback for callback in callbacks if callback is not None]
 
     def restore(self, model):
         """Load the newest intact checkpoint into a compiled model.
