@@ -46,11 +46,13 @@ class FinetuneConfig(ConfigFile):
             Defaults to `None`.
         lora: for `lora`: `rank`, `alpha`, `targets` (layer-name patterns).
             Defaults to `{}` (the `apply_lora` defaults).
-        trainable_tokens: for `lora` and `partial`: tokens (strings such as
-            `"<|im_end|>"`) whose embedding rows train while the rest
-            of the table stays frozen, e.g. the chat tokens a base pretrained
-            on plain text never learned (PEFT's `trainable_token_indices`).
-            Defaults to `None`.
+        trainable_tokens: for `lora` and `partial`: tokens whose embedding
+            rows train while the rest of the table stays frozen, e.g. the
+            chat tokens a base pretrained on plain text never learned (PEFT's
+            `trainable_token_indices`). Each entry is a token (a string such
+            as `"<|im_end|>"`) or `{text: TEXT}`: every token `TEXT` encodes
+            to, e.g. the byte tokens of a script the base never saw
+            (`{text: アイウエオ}`). Defaults to `None`.
         completion_only_loss: train on completions / assistant turns only
             (`False`: on every token). Defaults to `True`.
         max_length: the most tokens of an example (`None`: the model's
@@ -82,7 +84,7 @@ class FinetuneConfig(ConfigFile):
     method: str = "full"
     trainable_blocks: Optional[int] = None
     lora: dict = dataclasses.field(default_factory=dict)
-    trainable_tokens: Optional[list] = None
+    trainable_tokens: Optional[typing.List[typing.Union[str, dict]]] = None
     completion_only_loss: bool = True
     max_length: Optional[int] = None
     overlong: str = "truncate"
@@ -180,10 +182,15 @@ class FinetuneConfig(ConfigFile):
                     f"trainable_tokens={self.trainable_tokens!r}"
                 )
             tokens = self.trainable_tokens
-            if not tokens or not all(tokens) or len(set(tokens)) != len(tokens):
+            names = [t for t in tokens if isinstance(t, str)]
+            texts = [t for t in tokens if isinstance(t, dict)]
+            if not tokens or not all(names) or len(set(names)) != len(names) or any(
+                set(t) != {"text"} or not isinstance(t["text"], str) or not t["text"] for t in texts
+            ):
                 raise ConfigError(
                     "trainable_tokens must be a non-empty list of distinct tokens (strings such as "
-                    f"'<|im_end|>'). Received: trainable_tokens={tokens!r}"
+                    "'<|im_end|>') and {text: TEXT} entries (every token of a non-empty TEXT). "
+                    f"Received: trainable_tokens={tokens!r}"
                 )
         if self.format == "classification" and self.num_classes is None:
             raise ConfigError("format: classification needs num_classes.")

@@ -252,11 +252,19 @@ def _prepare_model(model, config, tokenizer):
 
 
 def _token_ids(tokenizer, tokens):
-    """The ids of `trainable_tokens` (strings or ids) in `tokenizer`, or `None`."""
+    """The ids of `trainable_tokens` in `tokenizer`, in order, once each; or `None`.
+
+    An entry is a token (a string such as `"<|im_end|>"`, or an id) or
+    `{"text": TEXT}`: every token `TEXT` encodes to, e.g. the byte tokens of
+    a script the base never saw.
+    """
     if tokens is None:
         return None
     ids = []
     for token in tokens:
+        if isinstance(token, dict):
+            ids.extend(tokenizer.encode(token["text"]))
+            continue
         if isinstance(token, int):
             if token >= tokenizer.vocabulary_size:
                 raise ConfigError(
@@ -270,10 +278,11 @@ def _token_ids(tokenizer, tokens):
             ids.append(special[token] if token in special else tokenizer.token_to_id(token))
         except KeyError:
             raise ConfigError(
-                f"trainable_tokens: {token!r} is not a token of the base's tokenizer. "
+                f"trainable_tokens: {token!r} is not a token of the base's tokenizer "
+                f"(for every token of a text, write {{text: {token!r}}}). "
                 f"Its special tokens: {sorted(special)}."
             ) from None
-    return ids
+    return list(dict.fromkeys(ids))
 
 
 def _optimizer(config):

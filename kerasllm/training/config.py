@@ -370,12 +370,29 @@ class PretrainConfig(ConfigFile):
         return cls(**{**values, "model": dict(model)})
 
 
+def _type_name(kind):
+    if kind is type(None):
+        return "null"
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        items = typing.get_args(item) or (item,)
+        return "a list of " + " or ".join(_type_name(i) for i in items)
+    return getattr(kind, "__name__", str(kind))
+
+
 def _check_type(name, value, annotation):
     """Raises `ConfigError` unless `value` fits the field's annotation."""
-    allowed = typing.get_args(annotation) if typing.get_origin(annotation) else (annotation,)
+    allowed = (typing.get_args(annotation)
+               if typing.get_origin(annotation) is typing.Union else (annotation,))
     for kind in allowed:
         if kind is type(None) and value is None:
             return
+        if typing.get_origin(kind) is list:  # List[X] or List[Union[X, Y]]: each item
+            (item,) = typing.get_args(kind)
+            items = typing.get_args(item) or (item,)
+            if isinstance(value, list) and all(isinstance(v, items) for v in value):
+                return
+            continue
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
@@ -384,10 +401,7 @@ def _check_type(name, value, annotation):
             if kind is list and not all(isinstance(v, str) for v in value):
                 continue
             return
-    expected = " or ".join(
-        "null" if kind is type(None) else getattr(kind, "__name__", str(kind))
-        for kind in allowed
-    )
+    expected = " or ".join(_type_name(kind) for kind in allowed)
     raise ConfigError(
         f"{name} must be {expected}. Received: {name}={value!r} "
         f"({type(value).__name__})"

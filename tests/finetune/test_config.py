@@ -25,7 +25,8 @@ def test_every_key_has_a_comment(path):
 
 def test_trainable_tokens_parse():
     config = FinetuneConfig.from_yaml(CONFIGS / "lora.yaml")
-    assert config.trainable_tokens == ["<|im_start|>", "<|im_end|>"]
+    assert config.trainable_tokens[:2] == ["<|im_start|>", "<|im_end|>"]
+    assert [set(entry) for entry in config.trainable_tokens[2:]] == [{"text"}, {"text"}]
     config = FinetuneConfig.from_yaml(CONFIGS / "partial.yaml", {"trainable_tokens": ["<|im_end|>"]})
     assert config.trainable_tokens == ["<|im_end|>"]
     assert FinetuneConfig.from_yaml(CONFIGS / "sft.yaml").trainable_tokens is None
@@ -33,7 +34,7 @@ def test_trainable_tokens_parse():
 
 def test_overrides_reach_into_lora():
     config = FinetuneConfig.from_yaml(CONFIGS / "lora.yaml", {"lora.rank": 2, "steps": 70})
-    assert config.lora["rank"] == 2 and config.lora["alpha"] == 12 and config.steps == 70
+    assert config.lora["rank"] == 2 and config.lora["alpha"] == 8 and config.steps == 70
 
 
 @pytest.mark.parametrize(
@@ -54,8 +55,28 @@ def test_overrides_reach_into_lora():
         ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": ["a", "a"]}, "distinct"),
         ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": [-1]}, r"Received: trainable_tokens=\[-1\]"),
         ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": "<|im_end|>"}, "trainable_tokens must be"),
+        ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": [{"txt": "ア"}]}, r"\{text: TEXT\}"),
+        ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": [{"text": ""}]}, "non-empty TEXT"),
+        ({"base": "m", "data": "d", "method": "lora", "trainable_tokens": [["a"]]},
+         "a list of str or dict"),
     ],
 )
 def test_errors_say_what_was_received(values, match):
     with pytest.raises(ConfigError, match=match):
         FinetuneConfig.from_dict(values)
+
+
+def test_trainable_tokens_text_entries_are_every_token_of_the_text(chat_tokenizer):
+    import tokenizers
+
+    from kerasllm.finetune.run import _token_ids
+
+    reference = tokenizers.Tokenizer.from_str(chat_tokenizer._py.hf.to_str())
+    text = "サクラ 二十三"
+    expected = list(dict.fromkeys(reference.encode(text, add_special_tokens=False).ids))
+    end = reference.token_to_id("<|im_end|>")
+    ids = _token_ids(chat_tokenizer, ["<|im_end|>", {"text": text}, {"text": text}])
+    assert ids == [end] + [i for i in expected if i != end]
+    assert len(expected) > 3  # bytes of kana and kanji: several tokens
+    with pytest.raises(ConfigError, match=r"not a token .*\{text: 'サクラ'\}"):
+        _token_ids(chat_tokenizer, ["サクラ"])
