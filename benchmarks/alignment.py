@@ -39,6 +39,21 @@ import numpy as np  # noqa: E402
 from benchmarks.common import RESULTS_DIR, device_info, print_table, software_versions, write_results  # noqa: E402
 
 
+def method_settings(pairs, parser):
+    """`--set METHOD.KEY=VALUE` pairs as `{method: {key: value}}` (values parsed as YAML)."""
+    import yaml
+
+    settings = {method: {} for method in ("reward", "ppo", "grpo", "dpo")}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot or method not in settings or not name:
+            parser.error(f"--set expects METHOD.KEY=VALUE with METHOD one of {sorted(settings)}. "
+                         f"Received: {pair!r}")
+        settings[method][name] = yaml.safe_load(value)
+    return settings
+
+
 def accuracy(model_dir, tasks):
     from kerasllm.tasks import evaluate_tasks
 
@@ -120,8 +135,12 @@ def main():
     parser.add_argument("--tag", default="cpu", help="Results file: alignment_<tag>.json.")
     parser.add_argument("--merge", action="store_true",
                         help="Keep the rows of an existing results file that this run does not redo.")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                        help="Any config key of one method's run (YAML value), e.g. grpo.temperature=0.7; "
+                             "repeatable.")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    extra = method_settings(args.set, parser)
 
     from kerasllm.alignment.data import parse_prompt
     from kerasllm.alignment.dpo import dpo
@@ -158,7 +177,7 @@ def main():
         rm = reward({}, work / "rm", overwrite=True, verbose=0, overrides={
             "base": args.sft, "data": str(prefs), "steps": scale(args.rm_steps), "batch_size": 16,
             "learning_rate": 1e-4, "warmup_steps": 10, "center_coefficient": 0.01,
-            "eval_fraction": 0.1, "log_every": 10, "checkpoint_every": 1000})
+            "eval_fraction": 0.1, "log_every": 10, "checkpoint_every": 1000, **extra["reward"]})
         rows["reward_model"] = {"heldout_pairwise_accuracy": rm["eval"]["accuracy"],
                                 "before": rm["eval_before"].get("accuracy"), "seconds": rm["seconds"],
                                 "pairs": rm["pairs"]["train"], "settings": {"steps": scale(args.rm_steps)}}
@@ -173,14 +192,14 @@ def main():
                        lambda: ppo({}, work / "ppo", overwrite=True, overrides={
             **online, "base": args.sft, "reward_model": str(work / "rm" / "model"),
             "steps": scale(args.ppo_steps), "prompts_per_step": 32, "minibatch_size": 16,
-            "learning_rate": args.ppo_lr, "kl_coefficient": args.ppo_kl}))
+            "learning_rate": args.ppo_lr, "kl_coefficient": args.ppo_kl, **extra["ppo"]}))
     if "grpo" in args.methods:
         runs["grpo"] = ({"lr": args.grpo_lr, "steps": scale(args.grpo_steps), "group_size": args.grpo_group,
                          "updates_per_step": args.grpo_updates},
                         lambda: grpo({}, work / "grpo", overwrite=True, overrides={
             **online, "base": args.sft, "reward_functions": ["tasks.verify"], "steps": scale(args.grpo_steps),
             "prompts_per_step": 8, "group_size": args.grpo_group, "updates_per_step": args.grpo_updates,
-            "learning_rate": args.grpo_lr}))
+            "learning_rate": args.grpo_lr, **extra["grpo"]}))
     if "dpo" in args.methods:
         def run_dpo():
             train_prompts = [parse_prompt(r) for r in split["train"]]
@@ -190,7 +209,7 @@ def main():
             result = dpo({}, work / "dpo", overwrite=True, verbose=0, overrides={
                 "base": args.sft, "data": str(work / "generated_pairs.jsonl"), "steps": scale(args.dpo_steps),
                 "batch_size": 16, "learning_rate": args.dpo_lr, "warmup_steps": 5, "beta": args.dpo_beta,
-                "eval_fraction": 0.1, "log_every": 10, "checkpoint_every": 1000})
+                "eval_fraction": 0.1, "log_every": 10, "checkpoint_every": 1000, **extra["dpo"]})
             result["generated_pairs"] = n
             return result
         runs["dpo"] = ({"lr": args.dpo_lr, "beta": args.dpo_beta, "steps": scale(args.dpo_steps),
@@ -202,7 +221,7 @@ def main():
         rows[name] = {
             "accuracy": acc["mean_accuracy"], "per_task": acc["tasks"],
             "kl": kl, "kl_standard_error": kl_error, "kl_samples": len(test_prompts) * args.kl_samples,
-            "settings": run_settings,
+            "settings": {**run_settings, **extra[name]},
             "seconds": result["seconds"], "curves": str(work / name / "curves.png"),
             **({"last": result.get("last")} if "last" in result else {}),
             **({"generated_pairs": result["generated_pairs"], "after": result["after"]} if name == "dpo" else {}),
