@@ -34,12 +34,15 @@ def _stats(args):
     if args.json:
         emit_json({"models": rows})
         return
-    header = f"{'model':<16} {'version':>7} {'completions':>11} {'up':>5} {'down':>5} {'better':>6} {'approval':>8}"
-    print(header)
-    for r in rows:
-        approval = "-" if r["approval"] is None else f"{r['approval']:.0%}"
-        print(f"{r['model']:<16} {r['version']:>7} {r['completions']:>11} {r['thumbs_up']:>5} "
-              f"{r['thumbs_down']:>5} {r['preferred']:>6} {approval:>8}")
+    # Columns as wide as their longest value: a constellation's version is a member's name.
+    table = [[str(r["model"]), str(r["version"]), str(r["completions"]), str(r["thumbs_up"]),
+              str(r["thumbs_down"]), str(r["preferred"]),
+              "-" if r["approval"] is None else f"{r['approval']:.0%}"] for r in rows]
+    header = ["model", "version", "completions", "up", "down", "better", "approval"]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        print(" ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
 
 
 def add_commands(subparsers):

@@ -82,3 +82,24 @@ def test_preference_pairs_from_a_store(tmp_path):
     assert [(p["chosen"], p["rejected"]) for p in pairs] == [("good", "bad"), ("good", "worse")]
     [stats] = store.stats()
     assert (stats["completions"], stats["thumbs_up"], stats["thumbs_down"]) == (3, 1, 2)
+
+
+def test_stats_table_fits_long_version_names(monkeypatch, capsys):
+    """A constellation records the member's name as the version: the columns widen to fit."""
+    import types
+
+    from kerasllm.cli import feedback
+
+    rows = [dict(model="specialists", version="japanese-specialist", completions=12, thumbs_up=3,
+                 thumbs_down=1, preferred=2, approval=0.75),
+            dict(model="specialists", version="en", completions=7, thumbs_up=0, thumbs_down=0,
+                 preferred=0, approval=None)]
+    monkeypatch.setattr(feedback, "_open", lambda args: types.SimpleNamespace(stats=lambda: rows))
+    feedback._stats(types.SimpleNamespace(json=False))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model", "version", "completions", "up", "down", "better", "approval"]
+    assert lines[1].split() == ["specialists", "japanese-specialist", "12", "3", "1", "2", "75%"]
+    assert lines[2].split() == ["specialists", "en", "7", "0", "0", "0", "-"]
+    # Right-aligned numbers end in the same column as their header.
+    assert len({line.index("approval") + len("approval") if i == 0 else len(line)
+                for i, line in enumerate(lines)}) == 1
