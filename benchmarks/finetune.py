@@ -18,6 +18,7 @@ Usage:
     python benchmarks/finetune.py --steps 300 --no-write  # a quick look
     python benchmarks/finetune.py --methods full lora --baby-steps 10
     python benchmarks/finetune.py --reuse                # after an interruption: keep the completed runs
+    python benchmarks/finetune.py --parallel             # the fine-tuning runs at once (GPU)
 
 Results: a table on stdout and `benchmarks/results/finetune_<device>.json`;
 the table in docs/finetuning.md is copied from it.
@@ -113,13 +114,27 @@ def child_baby(args):
                       "peak_rss_mib": peak_rss_mib()}))
 
 
-def run_child(flag, value, args, extra=()):
+def start_child(flag, value, args, extra=()):
     command = [sys.executable, __file__, flag, value, "--base", args.base, *extra]
-    process = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def finish_child(process, flag, value):
+    out, err = process.communicate()
     if process.returncode:
-        sys.stderr.write(process.stderr[-4000:])
+        sys.stderr.write(err[-4000:])
         raise SystemExit(f"{flag} {value} failed (exit {process.returncode})")
-    return json.loads(process.stdout.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_child(flag, value, args, extra=()):
+    return finish_child(start_child(flag, value, args, extra), flag, value)
+
+
+def finish(runs, running, name):
+    started, process = running.pop(name)
+    runs[name] = finish_child(process, "--child", name)
+    runs[name]["wall_seconds"] = round(time.perf_counter() - started, 1)
 
 
 def ensure_demo_model(args):
@@ -147,6 +162,9 @@ def main():
     parser.add_argument("--no-write", action="store_true", help="Print the table only.")
     parser.add_argument("--reuse", action="store_true",
                         help="Keep the runs in --work-dir that completed (run.json) instead of training them again.")
+    parser.add_argument("--parallel", action="store_true",
+                        help="Run the methods' fine-tuning at the same time (a GPU with room to spare); "
+                             "their step times then share the device and are not a speed comparison.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-baby", help=argparse.SUPPRESS)
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
@@ -164,18 +182,20 @@ def main():
     print("Scoring the base model...", flush=True)
     before = evaluate_tasks(kerasllm.load(args.base), format="messages")
     overrides = json.dumps({"steps": args.steps} if args.steps else {})
-    runs = {}
+    runs, running = {}, {}
     for name in args.methods:
         print(f"Fine-tuning: {name}...", flush=True)
-        t0 = time.perf_counter()
         record = pathlib.Path(args.work_dir) / name / "run.json"
         if args.reuse and record.is_file() and json.loads(record.read_text()).get("status") == "complete":
             runs[name] = json.loads(record.read_text())["result"]
             print(f"  reusing {record}", flush=True)
             continue
-        runs[name] = run_child("--child", name, args, ["--overrides", overrides, "--output",
-                                                       f"{args.work_dir}/{name}"])
-        runs[name]["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        running[name] = (time.perf_counter(), start_child(
+            "--child", name, args, ["--overrides", overrides, "--output", f"{args.work_dir}/{name}"]))
+        if not args.parallel:
+            finish(runs, running, name)
+    for name in list(running):
+        finish(runs, running, name)
     baby = {}
     for name in [m for m in ("full", "partial", "lora") if m in args.methods]:
         print(f"Baby shape: {name}...", flush=True)
@@ -218,7 +238,7 @@ def main():
         write_results(path, {
             "device": device, "software": software_versions(), "base": args.base,
             "before": before, "runs": {m: {k: v for k, v in r.items() if k != "output"} for m, r in runs.items()},
-            "baby": baby, "seconds": round(time.perf_counter() - started, 1),
+            "baby": baby, "parallel": args.parallel, "seconds": round(time.perf_counter() - started, 1),
         })
         print(f"Wrote {path}")
 
