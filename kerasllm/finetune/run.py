@@ -5,7 +5,8 @@ One function does the whole run; `kerasllm finetune` and
 
     OUTPUT/
       run.json          the config, status, last step, the result (data report, accuracy)
-      checkpoints/      step-XXXXXXXX/ (weights + optimizer + step), for --resume
+      checkpoints/      step-XXXXXXXX/ (weights + optimizer + step; lora: the LoRA layers'
+                        variables unmerged, lora_layers.npz), for --resume
       log.csv           step, loss, val_loss, perplexity, lr
       loss.png          train and validation loss curve
       tensorboard/      TensorBoard logs

@@ -18,11 +18,13 @@ import shutil
 import time
 
 import keras
+import numpy as np
 
 from kerasllm.data.atomic import write_errors
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d{8})$")
 WEIGHTS_FILE = "checkpoint.weights.h5"
+LORA_FILE = "lora_layers.npz"
 STATE_FILE = "state.json"
 LOG_COLUMNS = (
     "step", "tokens", "loss", "perplexity", "val_loss", "val_perplexity",
@@ -48,9 +50,10 @@ class CheckpointError(RuntimeError):
 def list_checkpoints(directory):
     """The complete checkpoints in `directory`, oldest first, as `(step, path)`.
 
-    A checkpoint is `step-XXXXXXXX/` holding the weights (model and optimizer)
-    and `state.json`; it is assembled under a hidden temporary name and renamed
-    into place, so a directory with the right name was complete when written
+    A checkpoint is `step-XXXXXXXX/` holding the weights (model and optimizer),
+    the LoRA layers' variables if the model has any, and `state.json`; it is
+    assembled under a hidden temporary name and renamed into place, so a
+    directory with the right name was complete when written
     (`verify_checkpoint` checks it is still intact).
     """
     if not os.path.isdir(directory):
@@ -67,8 +70,16 @@ def list_checkpoints(directory):
 def write_checkpoint(model, directory, step, state=None):
     """Save model and optimizer state as `directory/step-XXXXXXXX/`, atomically.
 
-    `state.json` records the size and SHA-256 of the weights file, which
+    `state.json` records the size and SHA-256 of each file, which
     `verify_checkpoint` checks before a resume.
+
+    Keras saves a layer with LoRA enabled (`Dense`, `EinsumDense`,
+    `Embedding`) with its factors folded into the kernel and the factors
+    themselves not at all, and loads it with zero factors. A run resumed from
+    that alone would train its adapter again from zero on a kernel that
+    already holds the old update. So every variable of those layers is also
+    written as it is, to `LORA_FILE`, and `restore_checkpoint` puts them back:
+    the frozen kernels exactly as they were, the factors exactly as trained.
 
     Args:
         model: a compiled Keras model (its optimizer state is saved too).
@@ -93,13 +104,22 @@ def write_checkpoint(model, directory, step, state=None):
             # destructors and may crash the process later. So the space is
             # checked first, and the size of what came out afterwards.
             payload = _payload_bytes(model)
-            if shutil.disk_usage(staging).free < payload + _HDF5_MARGIN:
+            lora = _lora_arrays(model)
+            lora_bytes = sum(array.nbytes for array in lora.values())
+            if shutil.disk_usage(staging).free < payload + lora_bytes + _HDF5_MARGIN:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), staging)
             weights = os.path.join(staging, WEIGHTS_FILE)
             model.save_weights(weights)
             if os.path.getsize(weights) < payload:
                 raise OSError(errno.ENOSPC, "the weights file came out short", weights)
             files = {WEIGHTS_FILE: _file_digest(weights)}
+            if lora:
+                lora_path = os.path.join(staging, LORA_FILE)
+                with open(lora_path, "wb") as f:
+                    np.savez(f, **lora)
+                    f.flush()
+                    os.fsync(f.fileno())
+                files[LORA_FILE] = _file_digest(lora_path)
             with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
                 json.dump(
                     {"step": step, **(state or {}), "files": files}, f, indent=2, sort_keys=True
@@ -145,18 +165,24 @@ def restore_checkpoint(model, path):
     """Load a checkpoint written by `write_checkpoint` into a compiled model.
 
     The model and its optimizer are built first (if needed), so the optimizer
-    moments and iteration count are restored too.
+    moments and iteration count are restored too. The variables of LoRA
+    layers come from `LORA_FILE` (see `write_checkpoint`), so the model has
+    LoRA on the same layers as the one saved.
 
     Returns:
         The checkpoint's state dict (with `"step"`).
 
     Raises:
-        CheckpointError: the weights cannot be read or do not fit the model.
+        CheckpointError: the weights cannot be read or do not fit the model,
+            or the model has LoRA layers and the checkpoint lacks their
+            variables (an older kerasllm's, with the factors only folded into
+            the kernels: it cannot be resumed exactly).
     """
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(os.path.join(path, WEIGHTS_FILE))
+        _restore_lora_variables(model, os.path.join(path, LORA_FILE))
         with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError, KeyError) as error:
@@ -164,15 +190,66 @@ def restore_checkpoint(model, path):
         raise CheckpointError(f"its weights cannot be loaded ({first_line}).") from None
 
 
+def _lora_variables(model):
+    """`{key: variable}` of every variable of the layers with LoRA enabled.
+
+    Keys are `"INDEX/NAME"`, the layer's place among the LoRA layers in model
+    order and the variable's name: the same for the same model built in
+    another process, whatever the auto-numbered layer names.
+    """
+    layers = [
+        layer for layer in model._flatten_layers(include_self=False)
+        if getattr(layer, "lora_enabled", False)
+    ]
+    return {
+        f"{index}/{variable.name}": variable
+        for index, layer in enumerate(layers)
+        for variable in layer.weights
+    }
+
+
+def _lora_arrays(model):
+    return {
+        key: keras.ops.convert_to_numpy(variable)
+        for key, variable in _lora_variables(model).items()
+    }
+
+
+def _restore_lora_variables(model, lora_path):
+    """Assign the arrays of `lora_path` to the LoRA layers' variables (after `load_weights`)."""
+    variables = _lora_variables(model)
+    if not os.path.isfile(lora_path):
+        if variables:
+            raise CheckpointError(
+                f"the model has LoRA layers, but the checkpoint has no {LORA_FILE} with "
+                "their variables: an older kerasllm wrote it, which kept the factors only "
+                "folded into the kernels, so it cannot be resumed exactly."
+            )
+        return
+    with np.load(lora_path, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    if sorted(arrays) != sorted(variables):
+        raise CheckpointError(
+            f"{LORA_FILE} holds {sorted(arrays)}, but the model's LoRA layers have "
+            f"{sorted(variables)}: the checkpoint is of a model with LoRA on other layers."
+        )
+    for key, variable in variables.items():
+        if tuple(arrays[key].shape) != tuple(variable.shape):
+            raise CheckpointError(
+                f"{key} in {LORA_FILE} has shape {tuple(arrays[key].shape)}; the model's "
+                f"variable has shape {tuple(variable.shape)}."
+            )
+        variable.assign(arrays[key])
+
+
 # HDF5's own structures on top of the arrays: a few KB per variable, rounded up.
 _HDF5_MARGIN = 1 << 20
 
 
 def _payload_bytes(model):
-    """Bytes of the model's and optimizer's variables: the least a checkpoint takes."""
-    import numpy as np
-
-    # Keras saves a LoRA layer's kernel with its factors folded in, not the factors.
+    """Bytes of the model's and optimizer's variables in the weights file: the least it takes."""
+    # Keras saves a LoRA layer's kernel with its factors folded in, not the factors
+    # (`write_checkpoint` writes those to LORA_FILE).
     variables = [v for v in model.weights if not v.name.startswith("lora_")]
     if getattr(model, "optimizer", None) is not None:
         variables += list(model.optimizer.variables)
