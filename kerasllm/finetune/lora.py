@@ -453,9 +453,9 @@ def _forget_compiled_generation(model):
     # The compiled decode programs cached for `model` read the layers' LoRA
     # state at trace time (TensorFlow captures the variables), so a change of
     # LoRA layers must drop them; a change of values alone need not.
-    from kerasllm.generation import generator
+    from kerasllm.generation import forget_generator
 
-    generator._GENERATORS.pop(model, None)
+    forget_generator(model)
 
 
 # ---------------------------------------------------------------- fingerprints
