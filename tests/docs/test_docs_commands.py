@@ -13,7 +13,8 @@ How a block runs:
   (a really tiny model pretrained for two steps at `runs/tiny`, copied to
   `runs/demo`, `runs/sft` and `runs/tiny-ja`; a LoRA adapter at
   `runs/lora/adapter`; a reward model at `runs/rm`; its SavedModel export at
-  `saved_models/tiny/1`; the task data at `data/tasks`; small corpora under the
+  `saved_models/tiny/1`; its int8 TFLite export at `exports/tiny-int8`; the task
+  data at `data/tasks`; small corpora under the
   names the pages use). A path the block writes itself (`--output PATH`,
   `export --name N`, `output_dir="PATH"`, the output argument of `pretrain(...)`,
   `finetune(...)`, `dpo(...)`, ...) is left out, so the block makes it.
@@ -353,6 +354,8 @@ def docs_world(docs_inputs, tmp_path_factory):
         _cli("reward", "--config", "recipes/configs/alignment/reward.yaml", "--output", "runs/rm",
              *_set(TEST_SETTINGS["reward"]))
         _cli("export", "--model", "runs/tiny", "--format", "saved_model", "--name", "tiny")
+        _cli("export", "--model", "runs/tiny", "--format", "tflite", "--output", "exports/tiny-int8",
+             "--quantize", "int8")
         shutil.copytree("runs/tiny/tokenizer", "tokenizer")
     finally:
         os.chdir(previous)
@@ -372,12 +375,15 @@ def written_paths(text):
     found += re.findall(r"output_dir=['\"]([\w./-]+)", text)
     found += re.findall(r"\b(?:pretrain|finetune|dpo|reward|grpo|ppo)\(\s*['\"][^'\"]*['\"],\s*['\"]([\w./-]+)",
                         text)
+    found += re.findall(r"\bexport_tflite\(\s*\w+,\s*['\"]([\w./-]+)", text)
     return [p.rstrip("/") for p in found]
 
 
 def prepare_workspace(workspace, inputs, world, text):
     os.symlink(ROOT / "recipes", workspace / "recipes")
-    os.symlink(ROOT / "benchmarks", workspace / "benchmarks")
+    # A copy: a benchmark writes its results beside its code, never into the repository.
+    shutil.copytree(ROOT / "benchmarks", workspace / "benchmarks",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     written = written_paths(text)
     entries = []
     for root in (inputs, world) if world is not None else (inputs,):
@@ -387,12 +393,15 @@ def prepare_workspace(workspace, inputs, world, text):
             else:
                 entries.append((top, top.name))
     for entry, relative in entries:
-        if any(w == relative or w.startswith(relative + "/") or relative.startswith(w + "/")
-               for w in written):
+        if any(w == relative or relative.startswith(w + "/") for w in written):
             continue
         target = workspace / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if entry.is_dir() else shutil.copy)(entry, target)
+        for w in written:   # a path written inside a copied run (runs/lora/merged): the block makes it
+            if w.startswith(relative + "/") and (workspace / w).exists():
+                inner = workspace / w
+                shutil.rmtree(inner) if inner.is_dir() else inner.unlink()
 
 
 def rewrite(text):
