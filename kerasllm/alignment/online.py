@@ -76,8 +76,17 @@ class RolloutStepper:
             self.policy, prompt_ids,
             max_new_tokens=config.max_new_tokens, temperature=config.temperature,
             top_k=config.top_k, seed=seed, end_token_id=self.end_token_id,
-            pad_token_id=self.pad_id, max_prompt_length=max(len(p) for p in prompt_ids),
+            pad_token_id=self.pad_id, max_prompt_length=self.prompt_length(prompt_ids),
         )  # fmt: skip
+
+    def prompt_length(self, prompt_ids):
+        """The padded prompt length of a rollout: the generator's bucket of the
+        longest prompt, so that the train step (and the reference's forward)
+        compile for a handful of shapes, not for every new longest prompt."""
+        from kerasllm.generation import prompt_bucket
+
+        context = self.policy.config.context_length
+        return prompt_bucket(max(len(p) for p in prompt_ids), context - self.config.max_new_tokens)
 
     def state(self):
         """JSON-able state kept in checkpoints beside the weights."""

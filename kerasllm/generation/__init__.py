@@ -24,7 +24,7 @@ from kerasllm.generation.decode_loop import (
     generate_tokens,
 )
 from kerasllm.generation.generation_options import GenerationOptions
-from kerasllm.generation.generator import Completion, Generator, forget_generator, get_generator
+from kerasllm.generation.generator import Completion, Generator, forget_generator, get_generator, prompt_bucket
 
 
 def complete(model, prompts, *, tokenizer=None, **options):
@@ -63,5 +63,6 @@ __all__ = [
     "generate_tokens",
     "forget_generator",
     "get_generator",
+    "prompt_bucket",
     "stream",
 ]

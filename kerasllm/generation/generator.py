@@ -63,6 +63,15 @@ def _power_of_two(n, minimum=1):
     return max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
 
 
+def prompt_bucket(longest, limit):
+    """The padded prompt length for a batch whose longest prompt has `longest`
+    tokens: a power of two (at least 16), at most `limit`. The compiled
+    programs are kept per bucket, so a handful of shapes serve every batch;
+    code that builds its own arrays from prompts (the rollouts of GRPO and
+    PPO) pads to the same buckets for the same reason."""
+    return min(_power_of_two(longest, MIN_PROMPT_BUCKET), limit)
+
+
 def cache_bucket(n):
     """The smallest of 32, 48, 64, 96, 128, 192, ... that is `>= n`."""
     size = MIN_CACHE_BUCKET
@@ -290,7 +299,7 @@ class Generator:
         context = self.model.config.context_length
         batch = _power_of_two(len(ids))
         longest = max(len(row) for row in ids)
-        prompt = min(_power_of_two(longest, MIN_PROMPT_BUCKET), context - opts.max_new_tokens)
+        prompt = prompt_bucket(longest, context - opts.max_new_tokens)
         cache = min(cache_bucket(prompt + opts.max_new_tokens), context)
         return batch, prompt, cache
 
