@@ -127,12 +127,17 @@ class DPOConfig(_Common):
     Args:
         beta: strength of the pull towards the reference. Defaults to `0.1`.
         loss_type: `"sigmoid"` (DPO) or `"ipo"`. Defaults to `"sigmoid"`.
+        rpo_alpha: weight of the chosen completions' per-token negative
+            log-likelihood added to the loss (RPO; TRL's `rpo_alpha`): keeps
+            DPO from lowering the chosen answers' likelihood along with the
+            rejected ones'. Defaults to `0.0` (plain DPO).
         eval_fraction: share of the pairs held out. Defaults to `0.1`.
         eval_data: preference JSONL to evaluate on instead.
     """
 
     beta: float = 0.1
     loss_type: str = "sigmoid"
+    rpo_alpha: float = 0.0
     eval_fraction: float = 0.1
     eval_data: typing.Union[str, list, None] = None
 
@@ -147,6 +152,8 @@ class DPOConfig(_Common):
             raise ConfigError(
                 f"loss_type must be one of {DPO_LOSS_TYPES}. Received: loss_type={self.loss_type!r}"
             )
+        if not isinstance(self.rpo_alpha, (int, float)) or not self.rpo_alpha >= 0:
+            raise ConfigError(f"rpo_alpha must be a number >= 0. Received: rpo_alpha={self.rpo_alpha!r}")
         _check_fraction(self, "eval_fraction")
 
 

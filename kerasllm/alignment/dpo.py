@@ -29,7 +29,7 @@ from kerasllm.alignment.run import (
     save_model,
 )
 
-METRICS = ("loss", "rewards_chosen", "rewards_rejected", "rewards_margins", "rewards_accuracies")
+METRICS = ("loss", "rewards_chosen", "rewards_rejected", "rewards_margins", "rewards_accuracies", "nll_chosen")
 
 
 class DPOObjective(keras.Model):
@@ -40,20 +40,24 @@ class DPOObjective(keras.Model):
     cached `reference_chosen`, `reference_rejected` `(B,)`. `call` returns
     the policy's `(B, 2)` sequence log-probabilities (chosen, rejected);
     the loss and the implicit-reward metrics (`rewards_chosen`,
-    `rewards_rejected`, `rewards_margins`, `rewards_accuracies`) come from
-    `compute_loss`.
+    `rewards_rejected`, `rewards_margins`, `rewards_accuracies`) and
+    `nll_chosen` (the chosen completions' mean per-token negative
+    log-likelihood) come from `compute_loss`.
 
     Args:
         policy: a `kerasllm.models.GPT`.
         beta: DPO's beta. Defaults to `0.1`.
         loss_type: `"sigmoid"` or `"ipo"`. Defaults to `"sigmoid"`.
+        rpo_alpha: weight of `nll_chosen` added to the loss (RPO, Pang et
+            al., 2024; TRL's `rpo_alpha`). Defaults to `0.0`.
     """
 
-    def __init__(self, policy, beta=0.1, loss_type="sigmoid", **kwargs):
+    def __init__(self, policy, beta=0.1, loss_type="sigmoid", rpo_alpha=0.0, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.beta = beta
         self.loss_type = loss_type
+        self.rpo_alpha = rpo_alpha
         self.trackers = [keras.metrics.Mean(name=name) for name in METRICS]
 
     @property
@@ -74,13 +78,20 @@ class DPOObjective(keras.Model):
             y_pred[:, 0], y_pred[:, 1], x["reference_chosen"], x["reference_rejected"],
             beta=self.beta, loss_type=self.loss_type,
         )  # fmt: skip
+        # The sigmoid loss reads summed log-probabilities, IPO per-token means.
+        tokens = ops.maximum(ops.sum(ops.cast(x["chosen_labels"] >= 0, "float32"), axis=1), 1.0)
+        per_token = y_pred[:, 0] if self.loss_type == "ipo" else y_pred[:, 0] / tokens
+        nll = -ops.mean(per_token)
         loss = ops.mean(losses)
+        if self.rpo_alpha:
+            loss = loss + self.rpo_alpha * nll
         values = (
             loss,
             ops.mean(chosen),
             ops.mean(rejected),
             ops.mean(chosen - rejected),
             ops.mean(ops.cast(chosen > rejected, "float32")),
+            nll,
         )
         for tracker, value in zip(self.trackers, values):
             tracker.update_state(value)
@@ -146,7 +157,7 @@ def _train_dpo(config, output, run, callbacks, verbose):
     train_arrays = _arrays(train)
     eval_arrays = _arrays(pref_data.encode_pairs(eval_pairs, tokenizer, max_length)) if eval_pairs else None
 
-    objective = DPOObjective(policy, beta=config.beta, loss_type=config.loss_type)
+    objective = DPOObjective(policy, beta=config.beta, loss_type=config.loss_type, rpo_alpha=config.rpo_alpha)
     objective.compile(optimizer=make_optimizer(config))
     cache = output / "reference_logps.npz"
     if cache.is_file():

@@ -68,3 +68,24 @@ def test_dpo_with_lora_keeps_the_base_and_saves_a_plain_model(tmp_path, base_dir
 def test_bad_configs(override, message):
     with pytest.raises(ConfigError, match=message):
         DPOConfig.from_dict({"base": "m", "data": "d.jsonl", **override})
+
+
+def test_rpo_alpha_adds_the_chosen_per_token_nll():
+    import numpy as np
+
+    from kerasllm.alignment.dpo import DPOObjective
+
+    chosen, rejected = np.array([-3.0, -8.0], "float32"), np.array([-5.0, -6.0], "float32")
+    ref_c, ref_r = np.array([-4.0, -7.0], "float32"), np.array([-4.5, -6.5], "float32")
+    labels = np.array([[-100, 5, 6, -100], [-100, -100, 7, 8]], "int32")
+    x = {"chosen_labels": np.concatenate([labels, [[-100, -100, 9, -100]]])[:2],
+         "reference_chosen": ref_c, "reference_rejected": ref_r}
+    beta, alpha = 0.1, 0.5
+    logits = beta * ((chosen - ref_c) - (rejected - ref_r))
+    dpo = np.mean(np.log1p(np.exp(-logits)))
+    nll = np.mean(-chosen / np.array([2.0, 2.0]))
+    y_pred = np.stack([chosen, rejected], axis=1)
+    plain = DPOObjective(None, beta=beta).compute_loss(x=x, y_pred=y_pred)
+    with_rpo = DPOObjective(None, beta=beta, rpo_alpha=alpha).compute_loss(x=x, y_pred=y_pred)
+    np.testing.assert_allclose(float(plain), dpo, rtol=1e-5)
+    np.testing.assert_allclose(float(with_rpo), dpo + alpha * nll, rtol=1e-5)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kerasllm.alignment import GRPOConfig, PPOConfig
+from kerasllm.alignment import DPOConfig, GRPOConfig, PPOConfig
 from kerasllm.alignment.config import ConfigError
 
 REWARD = "tests.alignment.conftest:ends_with_ok"
@@ -87,10 +87,13 @@ def test_adaptive_kl_controller_moves_towards_the_target():
         (PPOConfig, {"minibatch_size": 3}, "minibatch_size must divide"),
         (PPOConfig, {"kl_estimator": "k9"}, "kl_estimator"),
         (GRPOConfig, {"temperature": 0}, "temperature must be > 0"),
+        (DPOConfig, {"rpo_alpha": -1}, "rpo_alpha must be a number >= 0"),
     ],
 )
 def test_bad_configs(cls, override, message):
-    values = {"base": "m", "data": "p.jsonl", "reward_functions": ["tasks.verify"], **override}
+    values = {"base": "m", "data": "p.jsonl", **override}
+    if cls is not DPOConfig:
+        values.setdefault("reward_functions", ["tasks.verify"])
     with pytest.raises(ConfigError, match=message):
         cls.from_dict(values)
 
