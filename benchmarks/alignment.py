@@ -119,9 +119,14 @@ def main():
     parser.add_argument("--methods", nargs="+", default=["reward", "ppo", "grpo", "dpo"])
     parser.add_argument("--rm-pairs", type=int, default=300, help="Reward-model training pairs per task.")
     parser.add_argument("--rm-steps", type=int, default=150)
+    parser.add_argument("--rm-data", choices=["synthetic", "generated", "both"], default="synthetic",
+                        help="Reward-model pairs: the suite's (a correct answer, a plausible mistake), pairs "
+                             "of the SFT model's own samples judged by the verifier (what PPO will sample), "
+                             "or both.")
     parser.add_argument("--grpo-lr", type=float, default=3e-5)
     parser.add_argument("--grpo-steps", type=int, default=40)
     parser.add_argument("--grpo-group", type=int, default=8)
+    parser.add_argument("--grpo-prompts", type=int, default=32, help="GRPO's prompts_per_step.")
     parser.add_argument("--grpo-updates", type=int, default=1, help="GRPO's updates_per_step.")
     parser.add_argument("--ppo-lr", type=float, default=3e-5)
     parser.add_argument("--ppo-steps", type=int, default=40)
@@ -130,6 +135,7 @@ def main():
     parser.add_argument("--dpo-beta", type=float, default=0.1)
     parser.add_argument("--dpo-steps", type=int, default=100)
     parser.add_argument("--dpo-per-prompt", type=int, default=1, help="Generated pairs per prompt.")
+    parser.add_argument("--dpo-rpo-alpha", type=float, default=0.0, help="DPO's rpo_alpha (NLL of chosen).")
     parser.add_argument("--kl-samples", type=int, default=4, help="Sampled completions per test prompt for the KL.")
     parser.add_argument("--reuse-rm", action="store_true", help="Reuse WORK/rm/model if it exists.")
     parser.add_argument("--tag", default="cpu", help="Results file: alignment_<tag>.json.")
@@ -171,9 +177,16 @@ def main():
     reuse = args.reuse_rm and (work / "rm" / "model").is_dir()
     if ("reward" in args.methods or "ppo" in args.methods) and not reuse:
         prefs = work / "preferences.jsonl"
-        with open(prefs, "w", encoding="utf-8") as f:
-            for pair in make_preferences(tasks, train=args.rm_pairs, test=100, seed=0):
-                f.write(json.dumps(pair, ensure_ascii=False) + "\n")
+        lines = []
+        if args.rm_data in ("synthetic", "both"):
+            lines += [json.dumps(p, ensure_ascii=False) + "\n"
+                      for p in make_preferences(tasks, train=args.rm_pairs, test=100, seed=0)]
+        if args.rm_data in ("generated", "both"):
+            train_prompts = [parse_prompt(r) for r in split["train"]]
+            generated_pairs(args.sft, train_prompts, work / "rm_generated.jsonl", per_prompt=2, seed=1)
+            lines += (work / "rm_generated.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        np.random.default_rng(0).shuffle(lines)
+        prefs.write_text("".join(lines), encoding="utf-8")
         rm = reward({}, work / "rm", overwrite=True, verbose=0, overrides={
             "base": args.sft, "data": str(prefs), "steps": scale(args.rm_steps), "batch_size": 16,
             "learning_rate": 1e-4, "warmup_steps": 10, "center_coefficient": 0.01,
@@ -181,7 +194,8 @@ def main():
         rows["reward_model"] = {"heldout_pairwise_accuracy": rm["eval"]["accuracy"],
                                 "before": rm["eval_before"].get("accuracy"), "seconds": rm["seconds"],
                                 "pairs": rm["pairs"]["train"], "settings": {"steps": scale(args.rm_steps)}}
-        results["settings"]["reward"] = {"rm_pairs": args.rm_pairs, "rm_steps": args.rm_steps}
+        results["settings"]["reward"] = {"rm_pairs": args.rm_pairs, "rm_steps": args.rm_steps,
+                                         "rm_data": args.rm_data}
         print("reward", json.dumps(rows["reward_model"]), flush=True)
 
     online = {"data": f"tasks:{tasks}", "max_new_tokens": 16, "warmup_steps": 2, "log_every": 5,
@@ -195,10 +209,10 @@ def main():
             "learning_rate": args.ppo_lr, "kl_coefficient": args.ppo_kl, **extra["ppo"]}))
     if "grpo" in args.methods:
         runs["grpo"] = ({"lr": args.grpo_lr, "steps": scale(args.grpo_steps), "group_size": args.grpo_group,
-                         "updates_per_step": args.grpo_updates},
+                         "prompts_per_step": args.grpo_prompts, "updates_per_step": args.grpo_updates},
                         lambda: grpo({}, work / "grpo", overwrite=True, overrides={
             **online, "base": args.sft, "reward_functions": ["tasks.verify"], "steps": scale(args.grpo_steps),
-            "prompts_per_step": 8, "group_size": args.grpo_group, "updates_per_step": args.grpo_updates,
+            "prompts_per_step": args.grpo_prompts, "group_size": args.grpo_group, "updates_per_step": args.grpo_updates,
             "learning_rate": args.grpo_lr, **extra["grpo"]}))
     if "dpo" in args.methods:
         def run_dpo():
@@ -209,10 +223,12 @@ def main():
             result = dpo({}, work / "dpo", overwrite=True, verbose=0, overrides={
                 "base": args.sft, "data": str(work / "generated_pairs.jsonl"), "steps": scale(args.dpo_steps),
                 "batch_size": 16, "learning_rate": args.dpo_lr, "warmup_steps": 5, "beta": args.dpo_beta,
-                "eval_fraction": 0.1, "log_every": 10, "checkpoint_every": 1000, **extra["dpo"]})
+                "rpo_alpha": args.dpo_rpo_alpha, "eval_fraction": 0.1, "log_every": 10,
+                "checkpoint_every": 1000, **extra["dpo"]})
             result["generated_pairs"] = n
             return result
-        runs["dpo"] = ({"lr": args.dpo_lr, "beta": args.dpo_beta, "steps": scale(args.dpo_steps),
+        runs["dpo"] = ({"lr": args.dpo_lr, "beta": args.dpo_beta, "rpo_alpha": args.dpo_rpo_alpha,
+                        "steps": scale(args.dpo_steps),
                         "pairs_per_prompt": args.dpo_per_prompt}, run_dpo)
     for name, (run_settings, run) in runs.items():
         result = run()
