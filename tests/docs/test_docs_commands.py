@@ -28,9 +28,8 @@ How a block runs:
   expression is evaluated and its repr kept (for an `output` block).
 - `TEST_SETTINGS` below makes the training commands small for the test run
   only; the pages keep telling users the real numbers.
-- The blocks that need the trained models run only with KERASLLM_DOCS_SLOW=1
-  (`KERASLLM_DOCS_SLOW=1 pytest -m slow tests/docs/test_docs_commands.py`);
-  without it each is listed as skipped with that reason.
+- The blocks that need the trained models are marked slow: `make test` (and
+  so CI) runs them; `pytest -m "not slow"` leaves them out.
 
 Markers: an HTML comment on the line directly before the opening fence.
     <!-- docs-test: skip (needs a GPU) -->          also (needs a container
@@ -69,12 +68,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
-
-# The blocks that need trained models (and the blocks marked slow) take tens
-# of minutes on a 2-core machine: they run when this variable is set, and are
-# listed as skipped, with the reason, otherwise.
-RUN_MODEL_BLOCKS_ENV = "KERASLLM_DOCS_SLOW"
-RUN_MODEL_BLOCKS = os.environ.get(RUN_MODEL_BLOCKS_ENV, "") not in ("", "0")
 
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.S | re.M)
 MARKER = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->\s*$")
@@ -567,10 +560,6 @@ def params():
             marks.append(pytest.mark.skip(reason=f"{block.id}: {skip.strip('()')}"))
         elif any(b.marker("slow") for b in chain_of(block, blocks) + [block]) or needs_world(block, blocks):
             marks.append(pytest.mark.slow)
-            if not RUN_MODEL_BLOCKS:
-                marks.append(pytest.mark.skip(reason=(
-                    f"{block.id}: runs on the session's trained models; set {RUN_MODEL_BLOCKS_ENV}=1 "
-                    "(not yet inside CI's time budget on a 2-core machine)")))
         items.append(pytest.param(block, id=block.id, marks=marks))
     return items
 
