@@ -85,6 +85,14 @@ def sample(
         seed=seed,
         end_token_id=end_token_id,
         truncate="left",
+        # Samples of the policy itself: the generator's default valid-UTF-8
+        # mask would renormalize every step over the allowed tokens, so the
+        # log-probabilities the losses and the KL use (the model's plain
+        # softmax) would not be those of the samples. Under that mismatch the
+        # KL estimate drifts negative and the policy is free to move mass onto
+        # tokens it is never shown. A broken character is a sample like any
+        # other: the reward judges it.
+        valid_utf8=False,
     )
     prompt_len = max_prompt_length or max(len(p) for p in prompt_ids)
     length = prompt_len + max_new_tokens  # inputs: all tokens but the last

@@ -128,3 +128,38 @@ def test_cli_dpo_json(tmp_path, base_dir, preference_file, capsys):
           "--set", "warmup_steps=0", "--set", "log_every=1", "--set", "checkpoint_every=2"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["step"] == 2 and result["model_dir"].endswith("model")
+
+
+def test_rollouts_are_samples_of_the_policy_itself(tokenizer):
+    # A lone UTF-8 continuation byte is a token the generator's valid-UTF-8
+    # mask refuses; a policy that puts nearly all its mass there must still
+    # sample it, or the ratios and KL of GRPO and PPO would be estimated on
+    # samples of another distribution.
+    from kerasllm.alignment.rollout import sample
+    from kerasllm.generation import utf8
+    from kerasllm.models import GPT
+
+    vocab = tokenizer.vocabulary_size
+    table = np.asarray(utf8.token_table(tokenizer, vocab))
+    lone = [i for i in range(vocab) if table[utf8.WHOLE, i] == 1 and table[utf8.LEAD, i] == 1]
+    assert lone, "the byte-level tokenizer has single continuation-byte tokens"
+    target = lone[0]
+    model = GPT.from_preset(
+        "tiny", vocab_size=vocab, num_layers=1, hidden_dim=32, num_heads=2,
+        intermediate_dim=64, context_length=32, tie_embeddings=False,
+    )
+    model.tokenizer = tokenizer
+    # Every position's hidden state becomes the first unit vector, whose
+    # logit row puts 30 nats on `target` (p > 0.999999 over 300 tokens).
+    gamma, beta = model.final_norm.weights
+    gamma.assign(np.zeros(gamma.shape, "float32"))
+    beta.assign(np.eye(1, beta.shape[0], dtype="float32")[0])
+    kernel = np.zeros(model.lm_head.kernel.shape, "float32")
+    kernel[0, target] = 30.0
+    model.lm_head.kernel.assign(kernel)
+
+    prompt = list(tokenizer.encode("1 + 1 ="))
+    rollout = sample(model, [prompt] * 4, max_new_tokens=3, seed=0, pad_token_id=0)
+    completion = rollout.labels[rollout.mask > 0]
+    assert completion.size == 12
+    assert (completion == target).all(), completion
