@@ -23,12 +23,10 @@ import sys
 import time
 
 import keras
-import numpy as np
 
 from kerasllm.finetune.config import FinetuneConfig
 from kerasllm.finetune.data import (
     BatchSchedule,
-    DataError,
     classification_batch,
     encode_records,
     language_model_batch,

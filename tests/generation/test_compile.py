@@ -1,10 +1,8 @@
 """Decode-time forms are chosen by generation; saved models stay plain Keras."""
 
-import json
 import zipfile
 
 import keras
-import numpy as np
 import pytest
 
 from generation.support import PROMPTS, tiny_gpt

@@ -1,6 +1,5 @@
 """The text API (`GPT.generate`/`generate_ids`/`stream`) over compiled programs."""
 
-import numpy as np
 import pytest
 from keras import ops
 

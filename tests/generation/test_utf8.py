@@ -3,7 +3,6 @@ hot sampling from random weights that never leaves a broken character."""
 
 import random
 
-import keras
 import numpy as np
 import pytest
 from keras import ops

@@ -11,7 +11,7 @@ from keras import ops
 import kerasllm
 import kerasllm.training
 from helpers import assert_close, random_ids, run_in_fresh_process, run_layer_checks
-from kerasllm.models import GPT, PRESETS, GPTConfig, load_keras_hub_gpt2_weights
+from kerasllm.models import GPT, GPTConfig, load_keras_hub_gpt2_weights
 
 SMALL = dict(vocab_size=97, context_length=32, num_layers=2, num_heads=4, hidden_dim=32)
 VARIANTS = {

@@ -28,7 +28,7 @@ def artifacts(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def server(artifacts, tmp_path_factory):
-    from kerasllm.serving import ModelSpec, ServerConfig, build_state
+    from kerasllm.serving import ServerConfig, build_state
     from kerasllm.serving.content_filter import OutputFilter
     from kerasllm.serving.server import BackgroundServer
 

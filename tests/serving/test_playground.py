@@ -2,7 +2,6 @@
 
 import pathlib
 import sqlite3
-import time
 
 import pytest
 
