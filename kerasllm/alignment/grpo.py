@@ -42,10 +42,12 @@ class PolicyGradientObjective(TokenLogProbs):
         clip_range: PPO's epsilon. Defaults to `0.2`.
         kl_coefficient: weight of the KL to the reference. Defaults to `0.0`.
         kl_estimator: `"k1"`, `"k2"` or `"k3"`. Defaults to `"k3"`.
+        temperature: the rollouts' sampling temperature (`TokenLogProbs`).
+            Defaults to `1.0`.
     """
 
-    def __init__(self, policy, clip_range=0.2, kl_coefficient=0.0, kl_estimator="k3", **kwargs):
-        super().__init__(policy, **kwargs)
+    def __init__(self, policy, clip_range=0.2, kl_coefficient=0.0, kl_estimator="k3", temperature=1.0, **kwargs):
+        super().__init__(policy, temperature, **kwargs)
         self.clip_range = clip_range
         self.kl_coefficient = kl_coefficient
         self.kl_estimator = kl_estimator
@@ -89,7 +91,7 @@ class GRPOStepper(RolloutStepper):
 
     def __init__(self, policy, config, reward_fn, reference=None, end_token_id=None, optimizer=None):
         objective = PolicyGradientObjective(
-            policy, config.clip_range, config.kl_coefficient, config.kl_estimator
+            policy, config.clip_range, config.kl_coefficient, config.kl_estimator, config.temperature
         )
         if config.kl_coefficient <= 0:
             reference = None

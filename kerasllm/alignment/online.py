@@ -13,6 +13,7 @@ import shutil
 
 import keras
 import numpy as np
+from keras import ops
 
 from kerasllm.alignment import rollout as rollouts
 from kerasllm.alignment.losses import token_log_probs
@@ -25,16 +26,30 @@ class TokenLogProbs(keras.Model):
 
     Inputs: `token_ids` and `labels` `(B, L)` (labels `-100` off the
     completion, where the result is 0).
+
+    Args:
+        policy: a `kerasllm.models.GPT`.
+        temperature: the sampling temperature of the completions: the
+            log-probabilities are those of `softmax(logits / temperature)`,
+            the distribution the samples came from (as TRL does), so that
+            ratios and KL estimates hold at any temperature. Defaults to `1.0`.
     """
 
-    def __init__(self, policy, **kwargs):
+    def __init__(self, policy, temperature=1.0, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
+        self.temperature = float(temperature)
 
     def call(self, inputs, training=False):
         labels = inputs["labels"]
         logits = self.policy(inputs["token_ids"], training=training)  # (B, L, V)
-        return token_log_probs(logits, labels, labels >= 0)  # (B, L)
+        return token_log_probs(at_temperature(logits, self.temperature), labels, labels >= 0)  # (B, L)
+
+
+def at_temperature(logits, temperature):
+    """`logits / temperature` (as float32), the sampler's distribution's logits."""
+    logits = ops.cast(logits, "float32")
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def predict_log_probs(model, arrays, batch_size):
@@ -66,7 +81,7 @@ class RolloutStepper:
         self.reference = None
         if reference is not None:
             reference.trainable = False
-            self.reference = TokenLogProbs(reference)
+            self.reference = TokenLogProbs(reference, config.temperature)
         self.pad_id = int(policy.tokenizer.pad_token_id) if policy.tokenizer is not None else 0
 
     def sample(self, prompt_ids, seed):

@@ -40,7 +40,7 @@ from kerasllm.alignment.losses import (
     token_log_probs,
     whiten,
 )
-from kerasllm.alignment.online import RolloutStepper, predict_log_probs, train_online
+from kerasllm.alignment.online import RolloutStepper, at_temperature, predict_log_probs, train_online
 from kerasllm.alignment.run import execute
 
 TRAIN_METRICS = ("loss", "policy_loss", "value_loss", "clip_fraction", "value_clip_fraction",
@@ -52,12 +52,15 @@ class PPOObjective(keras.Model):
 
     Inputs: `token_ids`, `labels` `(B, L)`, and from the rollout
     `old_log_probs`, `old_values`, `advantages`, `returns` `(B, L)`. `call`
-    returns a dict of per-token `log_probs`, `values` and `entropy`.
+    returns a dict of per-token `log_probs`, `values` and `entropy`, of
+    the policy at the rollouts' sampling `temperature`.
     """
 
-    def __init__(self, policy, clip_range=0.2, value_clip_range=0.2, vf_coefficient=0.1, **kwargs):
+    def __init__(self, policy, clip_range=0.2, value_clip_range=0.2, vf_coefficient=0.1, temperature=1.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.actor_critic = PolicyWithValue(policy)
+        self.temperature = float(temperature)
         self.clip_range = clip_range
         self.value_clip_range = value_clip_range
         self.vf_coefficient = vf_coefficient
@@ -71,6 +74,7 @@ class PPOObjective(keras.Model):
         labels = inputs["labels"]
         mask = labels >= 0
         logits, values = self.actor_critic(inputs["token_ids"], training=training)
+        logits = at_temperature(logits, self.temperature)  # the rollouts' distribution
         return {
             "log_probs": token_log_probs(logits, labels, mask),  # (B, L)
             "values": values,  # (B, L)
@@ -122,7 +126,9 @@ class PPOStepper(RolloutStepper):
     """
 
     def __init__(self, policy, config, reward_fn, reference, end_token_id=None, optimizer=None):
-        objective = PPOObjective(policy, config.clip_range, config.value_clip_range, config.vf_coefficient)
+        objective = PPOObjective(
+            policy, config.clip_range, config.value_clip_range, config.vf_coefficient, config.temperature
+        )
         super().__init__(policy, config, reward_fn, objective, reference, end_token_id, optimizer)
         self.kl = AdaptiveKLController(config.kl_coefficient, config.kl_target, config.kl_horizon)
 

@@ -163,3 +163,35 @@ def test_rollouts_are_samples_of_the_policy_itself(tokenizer):
     completion = rollout.labels[rollout.mask > 0]
     assert completion.size == 12
     assert (completion == target).all(), completion
+
+
+def test_log_probs_are_those_of_the_sampling_temperature(base_dir):
+    # Rollouts sampled at temperature T come from softmax(logits / T): the
+    # objectives' and the reference's log-probabilities must be of that
+    # distribution (NumPy's log-softmax here), or ratios and KL are biased.
+    import kerasllm
+    from keras import ops
+
+    from kerasllm.alignment.grpo import PolicyGradientObjective
+    from kerasllm.alignment.online import TokenLogProbs
+    from kerasllm.alignment.ppo import PPOObjective
+
+    model = kerasllm.load(base_dir)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, model.config.vocab_size, (2, 7)).astype("int32")
+    labels = np.concatenate([ids[:, 1:], ids[:, :1]], axis=1)
+    labels[:, :3] = -100  # the prompt
+    logits = ops.convert_to_numpy(model(ids)).astype("float64") / 0.5
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    expected = np.take_along_axis(log_softmax, np.maximum(labels, 0)[..., None], -1)[..., 0]
+    expected = np.where(labels >= 0, expected, 0.0)
+    inputs = {"token_ids": ids, "labels": labels}
+    for got in (
+        TokenLogProbs(model, temperature=0.5)(inputs),
+        PolicyGradientObjective(model, temperature=0.5)(inputs),
+        PPOObjective(model, temperature=0.5)(inputs)["log_probs"],
+    ):
+        np.testing.assert_allclose(ops.convert_to_numpy(got), expected, atol=1e-4)
+    at_one = ops.convert_to_numpy(TokenLogProbs(model)(inputs))
+    assert np.abs(at_one - expected).max() > 1e-2  # the test tells the two apart
