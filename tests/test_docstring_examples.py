@@ -74,7 +74,7 @@ NOT_RUNNABLE_YET = {
     "kerasllm.training.callbacks:StepCheckpoint",
     "kerasllm.training.distribution:distribution_scope",
 }
-SLOW = {"kerasllm.finetune.lora:<module>"}  # trains for about 20 s
+SLOW = set()  # ids of examples that take more than a few seconds
 
 
 def small_model():
