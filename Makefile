@@ -26,10 +26,13 @@ lifecycle: $(STAMP)
 	$(PY) recipes/lifecycle.py --output runs/lifecycle
 
 # Every test on the TensorFlow backend (slow ones included), then the
-# backend-agnostic packages again on JAX.
+# backend-agnostic packages again on JAX. Test files run in parallel, one
+# worker per core (at most 4; each file stays on one worker, so its
+# fixtures are built once).
+PARALLEL := -n auto --maxprocesses 4 --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q tests
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not tf_only" tests/layers tests/models tests/training tests/generation tests/alignment/test_losses.py
+	$(PY) -m pytest -q $(PARALLEL) --durations=25 tests
+	KERAS_BACKEND=jax $(PY) -m pytest -q $(PARALLEL) -m "not tf_only" tests/layers tests/models tests/training tests/generation tests/alignment/test_losses.py
 
 # Skip the tests marked slow.
 test-fast: $(STAMP)

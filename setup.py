@@ -17,8 +17,8 @@ VERSION = re.search(
 ).group(1)
 
 EXTRAS = {
-    # Test runner and property tests.
-    "test": ["pytest>=8", "hypothesis>=6.100"],
+    # Test runner (in parallel over the machine's cores) and property tests.
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
     # The JAX backend (our GPU path); CPU wheels here, CUDA wheels on a GPU box.
     "jax": ["jax>=0.5"],
     # Export and serving: TFLite interpreter and TF Serving's protos/gRPC stubs.
