@@ -95,7 +95,7 @@ def bench_grpo(preset, vocab, repeats, prompt_len=32):
     config = GRPOConfig(base="-", data="-", reward_functions=["x:y"], group_size=8,
                         prompts_per_step=8, max_new_tokens=32, learning_rate=1e-6, warmup_steps=0)
     rng = np.random.default_rng(0)
-    reward_fn = lambda records, texts: rng.random(len(records)).astype("float32")  # noqa: E731
+    reward_fn = lambda records, texts, stopped: rng.random(len(records)).astype("float32")  # noqa: E731
     stepper = GRPOStepper(policy, config, reward_fn, end_token_id=None)
     prompts = [list(rng.integers(0, vocab, prompt_len)) for _ in range(8)]
     records = [{"prompt": ""}] * 8
@@ -115,7 +115,7 @@ def bench_ppo(preset, vocab, prompts_per_step, repeats, prompt_len=32):
     config = PPOConfig(base="-", data="-", reward_functions=["x:y"], prompts_per_step=prompts_per_step,
                        max_new_tokens=32, learning_rate=1e-6, warmup_steps=0)
     rng = np.random.default_rng(0)
-    reward_fn = lambda records, texts: rng.normal(size=len(records)).astype("float32")  # noqa: E731
+    reward_fn = lambda records, texts, stopped: rng.normal(size=len(records)).astype("float32")  # noqa: E731
     stepper = PPOStepper(policy, config, reward_fn, reference, end_token_id=None)
     prompts = [list(rng.integers(0, vocab, prompt_len)) for _ in range(prompts_per_step)]
     records = [{"prompt": ""}] * prompts_per_step

@@ -285,8 +285,8 @@ def encode_pairs(pairs, tokenizer, max_length, pad_to=None):
     """`EncodedPairs` for a list of `PreferencePair`.
 
     Plain-text completions get the tokenizer's end token appended (TRL's
-    convention: the model learns to stop); chat completions already end
-    with `<|im_end|>`.
+    convention: the model learns to stop); chat completions, and text
+    completions written with their `<|im_end|>`, already end there.
 
     Args:
         pairs: `PreferencePair`s.
@@ -299,11 +299,12 @@ def encode_pairs(pairs, tokenizer, max_length, pad_to=None):
     rows = {"chosen": ([], []), "rejected": ([], [])}
     truncated = 0
     for pair in pairs:
-        end = None if pair.chat else tokenizer.end_token_id
         cut = False
         for key in ("chosen", "rejected"):
+            completion = getattr(pair, key)
+            end = None if pair.chat or completion.endswith(IM_END) else tokenizer.end_token_id
             ids, labels, was_cut = encode_completion(
-                tokenizer, pair.prompt, getattr(pair, key), max_length, end
+                tokenizer, pair.prompt, completion, max_length, end
             )
             rows[key][0].append(ids)
             rows[key][1].append(labels)

@@ -82,7 +82,7 @@ class GRPOStepper(RolloutStepper):
     Args:
         policy: the `GPT` being trained (compiled into an objective here).
         config: a `GRPOConfig`.
-        reward_fn: `(records, texts) -> rewards (N,)`.
+        reward_fn: `(records, texts, stopped) -> rewards (N,)`.
         reference: a frozen `GPT` for the KL term (used when
             `kl_coefficient > 0`). Defaults to `None`.
         end_token_id: the id that ends a completion; `None` always samples
@@ -105,7 +105,7 @@ class GRPOStepper(RolloutStepper):
         sampled = self.sample(repeated, seed)
         sample_seconds = time.perf_counter() - started
         group_records = [r for r in records for _ in range(group)]
-        rewards = np.asarray(self.reward_fn(group_records, sampled.texts), "float32")
+        rewards = np.asarray(self.reward_fn(group_records, sampled.texts, sampled.stopped), "float32")
         advantages = ops.convert_to_numpy(
             group_advantages(rewards, group, scale=config.scale_rewards)
         )

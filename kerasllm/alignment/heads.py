@@ -92,15 +92,40 @@ class RewardModel(keras.Model):
     def metadata(self, value):
         self.__dict__["_kerasllm_metadata"] = dict(value or {})
 
-    def score(self, prompts, completions, batch_size=32):
-        """Rewards of `prompt + completion` texts, as a NumPy array `(N,)`."""
+    def score(self, prompts, completions, batch_size=32, *, end_token_id=None, ended=None):
+        """Rewards of `prompt + completion` texts, as a NumPy array `(N,)`.
+
+        Args:
+            prompts, completions: lists of texts.
+            batch_size: rows per forward pass. Defaults to `32`.
+            end_token_id: appended to the completions that `ended` marks.
+                Preference pairs train the model with each completion
+                ending at the end token, so the reward is read there; a
+                sampled completion that stopped (whose text leaves the end
+                token out) must be scored the same way, not one token
+                early. `"auto"`: `<|im_end|>` after a chat-rendered prompt
+                (one holding `<|im_start|>`), else the tokenizer's end token.
+            ended: bools `(N,)`, the completions that stopped at the end
+                token. Defaults to every row when `end_token_id` is given.
+        """
         import numpy as np
+
+        from kerasllm.tokenizers.chat_template import IM_END, IM_START
 
         tokenizer = self.backbone.tokenizer
         context = self.backbone.config.context_length
-        rows = [
-            list(tokenizer.encode(p + c))[-context:] for p, c in zip(prompts, completions)
-        ]
+        if ended is None:
+            ended = [end_token_id is not None] * len(prompts)
+
+        def end_for(prompt):
+            if end_token_id != "auto":
+                return end_token_id
+            return tokenizer.token_to_id(IM_END) if IM_START in prompt else tokenizer.end_token_id
+
+        rows = []
+        for p, c, stop in zip(prompts, completions, ended):
+            end = end_for(p) if stop else None
+            rows.append((list(tokenizer.encode(p + c)) + ([] if end is None else [int(end)]))[-context:])
         scores = []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]

@@ -65,7 +65,7 @@ class RolloutStepper:
     Args:
         policy: the `GPT` being trained.
         config: a `GRPOConfig` or `PPOConfig`.
-        reward_fn: `(records, texts) -> rewards (N,)`.
+        reward_fn: `(records, texts, stopped) -> rewards (N,)`.
         objective: the method's `keras.Model` around `policy`; compiled here.
         reference: a frozen `GPT` to score samples against, or `None`.
         end_token_id: the id that ends a completion; `None` always samples
@@ -135,15 +135,18 @@ def prompt_records(config):
     return records, []
 
 
-def reward_source(config):
-    """`(records, texts) -> rewards` from `reward_functions` and `reward_model`."""
+def reward_source(config, end_token_id=None):
+    """`(records, texts, stopped) -> rewards` from `reward_functions` and
+    `reward_model` (which scores a stopped completion with its end token)."""
     functions = [rollouts.reward_function(name) for name in config.reward_functions]
     model = None
     if config.reward_model:
         from kerasllm.alignment.reward import load_reward_model
 
         model = load_reward_model(config.reward_model)
-    return lambda records, texts: rollouts.score(functions, records, texts, model)
+    return lambda records, texts, stopped: rollouts.score(
+        functions, records, texts, model, stopped, end_token_id
+    )
 
 
 def online_accuracy(policy, records, reward_fn, config, end_token_id):
@@ -156,7 +159,9 @@ def online_accuracy(policy, records, reward_fn, config, end_token_id):
         prompts, max_new_tokens=config.max_new_tokens, end_token_id=end_token_id, truncate="left"
     )
     texts = [tokenizer.decode(ids) for ids in completions]
-    return float(np.mean(reward_fn(records, texts)))
+    # The end token counts among the new tokens and is left out of the ids.
+    stopped = [end_token_id is not None and len(ids) < config.max_new_tokens for ids in completions]
+    return float(np.mean(reward_fn(records, texts, stopped)))
 
 
 def train_online(make_stepper, method, *, verbose):
@@ -176,7 +181,7 @@ def train_online(make_stepper, method, *, verbose):
         train_records, eval_records = prompt_records(config)
         eval_records = eval_records[: config.eval_prompts]
         end_token_id = rollouts.end_token_for(tokenizer, train_records[0].get("chat", False))
-        reward_fn = reward_source(config)
+        reward_fn = reward_source(config, end_token_id)
         reference = None
         if config.kl_coefficient > 0 or method == "ppo":
             reference = load_policy(config, trainable=False)

@@ -120,7 +120,7 @@ class PPOStepper(RolloutStepper):
     Args:
         policy: the `GPT` being trained.
         config: a `PPOConfig`.
-        reward_fn: `(records, texts) -> scores (N,)`.
+        reward_fn: `(records, texts, stopped) -> scores (N,)`.
         reference: the frozen `GPT` the KL is measured against.
         end_token_id: the id that ends a completion (`None`: never stop).
     """
@@ -152,7 +152,7 @@ class PPOStepper(RolloutStepper):
         old_values = np.asarray(out["values"], "float32")
         reference = predict_log_probs(self.reference, inputs, n)
         mask = sampled.mask
-        scores = np.asarray(self.reward_fn(records, sampled.texts), "float32")
+        scores = np.asarray(self.reward_fn(records, sampled.texts, sampled.stopped), "float32")
 
         # Per-token reward: the KL penalty everywhere, the score at the last token.
         kl = ops.convert_to_numpy(kl_estimate(old_log_probs, reference, config.kl_estimator)) * mask

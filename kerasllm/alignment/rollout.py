@@ -142,13 +142,22 @@ def reward_function(name):
         raise ValueError(f"Cannot load the reward function {name!r}: {error}") from None
 
 
-def score(functions, records, texts, reward_model=None):
-    """The summed reward of each completion: every function, plus the reward model."""
+def score(functions, records, texts, reward_model=None, stopped=None, end_token_id=None):
+    """The summed reward of each completion: every function, plus the reward model.
+
+    Functions get the completion's text; the reward model gets it followed
+    by `end_token_id` where `stopped` (bools `(N,)`) says the completion
+    ended there, as its training pairs end (`RewardModel.score`).
+    """
     rewards = np.zeros(len(texts), "float32")
     for function in functions:
         rewards += np.array([float(function(r, t)) for r, t in zip(records, texts)], "float32")
     if reward_model is not None:
         rewards += np.asarray(
-            reward_model.score([r["prompt"] for r in records], texts), "float32"
+            reward_model.score(
+                [r["prompt"] for r in records], texts, end_token_id=end_token_id,
+                ended=None if stopped is None else [bool(s) for s in stopped],
+            ),
+            "float32",
         )
     return rewards

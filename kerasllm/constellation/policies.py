@@ -221,6 +221,14 @@ class LearnedRouterPolicy(Policy):
 # ---------------------------------------------------------------- cascade
 
 
+def _reward_scores(scorer, prompts, answers):
+    """A reward model's scores of members' answers, each read where the
+    model was trained to read it: after the end token when the answer
+    stopped there (`RewardModel.score`)."""
+    ended = [a.finish_reason == "stop" for a in answers]
+    return scorer.score(prompts, [a.text for a in answers], end_token_id="auto", ended=ended)
+
+
 class CascadePolicy(Policy):
     """Cheap member first; escalate when its confidence is under a threshold.
 
@@ -255,7 +263,7 @@ class CascadePolicy(Policy):
             from kerasllm.alignment import load_reward_model
 
             self._scorer = load_reward_model(self.reward_model)
-        return [float(s) for s in self._scorer.score(prompts, [a.text for a in answers])]
+        return [float(s) for s in _reward_scores(self._scorer, prompts, answers)]
 
     def calibrate(self, prompts, escalate_share, ctx):
         """Set the threshold so that `escalate_share` of `prompts` escalate.
@@ -340,7 +348,7 @@ class BestOfNPolicy(Policy):
                 for i in range(len(prompts)):
                     ctx.note_failure(i, name, error)
                 continue
-            scores = self._scorer.score(prompts, [a.text for a in answers])
+            scores = _reward_scores(self._scorer, prompts, answers)
             for i, (answer, score) in enumerate(zip(answers, scores)):
                 candidates[i].append((float(score), answer))
         results, notes = [], []

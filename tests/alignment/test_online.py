@@ -195,3 +195,22 @@ def test_log_probs_are_those_of_the_sampling_temperature(base_dir):
         np.testing.assert_allclose(ops.convert_to_numpy(got), expected, atol=1e-4)
     at_one = ops.convert_to_numpy(TokenLogProbs(model)(inputs))
     assert np.abs(at_one - expected).max() > 1e-2  # the test tells the two apart
+
+
+def test_rollout_rewards_give_the_reward_model_the_stop_flags():
+    # Functions get the answer's text; the reward model also learns which
+    # answers stopped at the end token, to read them where it was trained.
+    from kerasllm.alignment.rollout import score
+
+    seen = {}
+
+    class Recorder:
+        def score(self, prompts, completions, end_token_id=None, ended=None):
+            seen.update(prompts=prompts, completions=completions, end=end_token_id, ended=ended)
+            return np.array([0.5, -0.5])
+
+    records = [{"prompt": "p1"}, {"prompt": "p2"}]
+    rewards = score([lambda r, t: len(t)], records, ["ab", "c"], Recorder(),
+                    stopped=np.array([True, False]), end_token_id=7)
+    assert list(rewards) == [2.5, 0.5]
+    assert seen == {"prompts": ["p1", "p2"], "completions": ["ab", "c"], "end": 7, "ended": [True, False]}

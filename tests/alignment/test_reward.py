@@ -45,3 +45,35 @@ def test_reward_run_learns_the_preference_and_scores(tmp_path, base_dir, prefere
     rm = load_reward_model(result["model_dir"])
     scores = rm.score(["1 + 2 =", "1 + 2 ="], [" 3 ok<|endoftext|>", " 3 dog<|endoftext|>"])
     assert scores.shape == (2,) and scores[0] > scores[1]
+
+
+@pytest.mark.parametrize("completion", ["5<|im_end|>", "5"])
+def test_a_stopped_completion_is_scored_where_training_read_the_reward(base_dir, completion):
+    # Training pairs end with <|im_end|> (written into the text or appended
+    # to the rendered turn), and the reward is read there. A sampled answer's
+    # text leaves the end token out: `score` must append it for the answers
+    # that stopped, or the reward model is read one token early, at a
+    # position it never learned (the PPO runs against it then lost accuracy).
+    import kerasllm
+    from kerasllm.alignment.data import PreferencePair
+    from kerasllm.alignment.reward import pair_arrays
+
+    rm = RewardModel(kerasllm.load(base_dir))
+    tokenizer = rm.tokenizer
+    prompt = "<|im_start|>user\n2 + 3 =<|im_end|>\n<|im_start|>assistant\n"
+    arrays, _ = pair_arrays([PreferencePair(prompt, completion, "4<|im_end|>")], tokenizer, 64)
+    trained = float(np.asarray(rm({"token_ids": arrays["chosen_ids"], "padding_mask": arrays["chosen_mask"]}))[0])
+
+    im_end = tokenizer.token_to_id("<|im_end|>")
+    stopped = rm.score([prompt], ["5"], end_token_id=im_end, ended=[True])[0]
+    auto = rm.score([prompt], ["5"], end_token_id="auto", ended=[True])[0]
+    early = rm.score([prompt], ["5"])[0]
+    if completion.endswith("<|im_end|>"):
+        assert stopped == pytest.approx(trained, abs=1e-5)
+        assert auto == pytest.approx(trained, abs=1e-5)
+        assert abs(early - trained) > 1e-4  # the test tells the two apart
+    else:
+        # A plain-text completion without <|im_end|> learns to stop at the
+        # tokenizer's end-of-text token.
+        plain = rm.score([prompt], ["5"], end_token_id=tokenizer.end_token_id)[0]
+        assert plain == pytest.approx(trained, abs=1e-5)
