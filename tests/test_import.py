@@ -81,3 +81,29 @@ def test_import_kerasllm_does_not_import_keras():
         """
     )
     assert out.split() == ["False", "False"]
+
+
+# Where a framework may be named inside the backend-neutral packages, and why:
+# compiling a function needs the backend's own facility (Keras has no public
+# backend-neutral "compile this function"), and TF distribution strategies are TF's.
+BACKEND_BRIDGES = {"kerasllm/generation/compile.py", "kerasllm/training/distribution.py"}
+
+
+def test_backend_neutral_packages_name_no_framework_outside_the_bridges():
+    import ast
+
+    offenders = []
+    for package in ("layers", "models", "training", "generation", "finetune", "alignment"):
+        for path in sorted((pathlib.Path(REPO_ROOT) / "kerasllm" / package).rglob("*.py")):
+            relative = path.relative_to(REPO_ROOT).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module or ""]
+                else:
+                    continue
+                for name in names:
+                    if name.split(".")[0] in ("tensorflow", "jax", "torch") and relative not in BACKEND_BRIDGES:
+                        offenders.append(f"{relative}:{node.lineno} imports {name}")
+    assert offenders == []
