@@ -116,11 +116,25 @@ class RewardModel(keras.Model):
         context = self.backbone.config.context_length
         if ended is None:
             ended = [end_token_id is not None] * len(prompts)
+        if not len(prompts) == len(completions) == len(ended):
+            raise ValueError(
+                f"prompts, completions and ended must have one entry per row. Received: "
+                f"{len(prompts)} prompts, {len(completions)} completions, {len(ended)} ended."
+            )
+        if not (end_token_id is None or end_token_id == "auto" or isinstance(end_token_id, (int, np.integer))):
+            raise ValueError(f'end_token_id must be None, a token id or "auto". Received: {end_token_id!r}')
 
         def end_for(prompt):
             if end_token_id != "auto":
                 return end_token_id
-            return tokenizer.token_to_id(IM_END) if IM_START in prompt else tokenizer.end_token_id
+            name, end = (IM_END, tokenizer.token_to_id(IM_END)) if IM_START in prompt else (
+                "the end-of-text token", tokenizer.end_token_id)
+            if end is None:
+                raise ValueError(
+                    f'end_token_id="auto" reads a chat prompt\'s answer at {name}, but the reward '
+                    f"model's tokenizer has no such token. Pass end_token_id explicitly."
+                )
+            return end
 
         rows = []
         for p, c, stop in zip(prompts, completions, ended):

@@ -77,3 +77,21 @@ def test_a_stopped_completion_is_scored_where_training_read_the_reward(base_dir,
         # tokenizer's end-of-text token.
         plain = rm.score([prompt], ["5"], end_token_id=tokenizer.end_token_id)[0]
         assert plain == pytest.approx(trained, abs=1e-5)
+
+
+def test_score_names_bad_arguments(base_dir, monkeypatch):
+    import kerasllm
+
+    rm = RewardModel(kerasllm.load(base_dir))
+    prompt = "<|im_start|>user\n2 + 3 =<|im_end|>\n<|im_start|>assistant\n"
+    with pytest.raises(ValueError, match="1 prompts, 1 completions, 2 ended"):
+        rm.score([prompt], ["5"], end_token_id="auto", ended=[True, False])
+    with pytest.raises(ValueError, match="end_token_id must be None, a token id or \"auto\". Received: 'last'"):
+        rm.score([prompt], ["5"], end_token_id="last")
+    # A tokenizer without the chat end token cannot read a chat answer "auto"matically.
+    tokenizer = rm.backbone.tokenizer
+    original = tokenizer.token_to_id
+    monkeypatch.setattr(tokenizer, "token_to_id", lambda t: None if t == "<|im_end|>" else original(t))
+    with pytest.raises(ValueError, match=r"at <\|im_end\|>, but the reward model's tokenizer has no such token"):
+        rm.score([prompt], ["5"], end_token_id="auto", ended=[True])
+    assert rm.score([prompt], ["5"], end_token_id="auto", ended=[False]).shape == (1,)  # not needed there
