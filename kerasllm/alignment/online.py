@@ -153,14 +153,16 @@ def online_accuracy(policy, records, reward_fn, config, end_token_id):
     """Mean reward of greedy completions of `records` (the eval prompts)."""
     if not records:
         return None
+    from kerasllm.generation import complete
+
     tokenizer = policy.tokenizer
     prompts = [list(tokenizer.encode(r["prompt"])) for r in records]
-    completions = policy.generate_ids(
-        prompts, max_new_tokens=config.max_new_tokens, end_token_id=end_token_id, truncate="left"
+    completions = complete(
+        policy, prompts, max_new_tokens=config.max_new_tokens, strategy="greedy",
+        end_token_id=end_token_id, truncate="left",
     )
-    texts = [tokenizer.decode(ids) for ids in completions]
-    # The end token counts among the new tokens and is left out of the ids.
-    stopped = [end_token_id is not None and len(ids) < config.max_new_tokens for ids in completions]
+    texts = [tokenizer.decode(c.token_ids) for c in completions]
+    stopped = [c.stop_reason == "end_token" for c in completions]
     return float(np.mean(reward_fn(records, texts, stopped)))
 
 
