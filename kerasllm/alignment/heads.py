@@ -140,16 +140,25 @@ class RewardModel(keras.Model):
         for p, c, stop in zip(prompts, completions, ended):
             end = end_for(p) if stop else None
             rows.append((list(tokenizer.encode(p + c)) + ([] if end is None else [int(end)]))[-context:])
+        from kerasllm.generation import prompt_bucket
+
         scores = []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            length = max(len(r) for r in chunk)
-            ids = np.full((len(chunk), length), int(tokenizer.pad_token_id), "int32")
-            mask = np.zeros((len(chunk), length), "int32")
+            # Padded to a few shapes (power-of-two rows and lengths) and run
+            # through Keras's compiled predict step: the program is reused
+            # across calls instead of running every op eagerly per new shape
+            # (PPO scores every rollout; a reward-scored route every request).
+            height = min(batch_size, 1 << (len(chunk) - 1).bit_length())
+            length = prompt_bucket(max(len(r) for r in chunk), context)
+            ids = np.full((height, length), int(tokenizer.pad_token_id), "int32")
+            mask = np.zeros((height, length), "int32")
+            mask[len(chunk) :, 0] = 1  # filler rows, dropped below
             for i, row in enumerate(chunk):
                 ids[i, : len(row)] = row
                 mask[i, : len(row)] = 1
-            scores.append(ops.convert_to_numpy(self({"token_ids": ids, "padding_mask": mask})))
+            out = self.predict_on_batch({"token_ids": ids, "padding_mask": mask})
+            scores.append(np.asarray(out, "float32")[: len(chunk)])
         return np.concatenate(scores)
 
     def get_config(self):
