@@ -252,6 +252,13 @@ class PPOConfig(_Online):
         minibatch_size: rows per update. Defaults to `prompts_per_step`.
         whiten_advantages: normalize advantages per rollout. Defaults to
             `True`.
+        value_model: `None` puts the value head on the policy's own backbone
+            (TRL's classic `AutoModelForCausalLMWithValueHead`). A reward
+            model directory, or `"reward_model"` for the one that scores the
+            rollouts, starts a separate value network from it (its backbone
+            and head), as TRL's `PPOTrainer` does: the critic then knows what
+            the reward model rewards from the first rollout, and the value
+            loss never moves the policy's weights. Defaults to `None`.
     """
 
     learning_rate: float = 1e-5
@@ -266,9 +273,15 @@ class PPOConfig(_Online):
     ppo_epochs: int = 4
     minibatch_size: Optional[int] = None
     whiten_advantages: bool = True
+    value_model: Optional[str] = None
 
     def check(self):
         super().check()
+        if self.value_model == "reward_model" and not self.reward_model:
+            raise ConfigError(
+                'value_model "reward_model" starts the value network from the reward model, '
+                "but reward_model is not set. Set reward_model, or value_model to a reward model directory."
+            )
         if self.ppo_epochs < 1:
             raise ConfigError(f"ppo_epochs must be >= 1. Received: {self.ppo_epochs}")
         if self.minibatch_size is not None and (

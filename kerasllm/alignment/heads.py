@@ -10,8 +10,9 @@ import keras
 from keras import ops
 
 
-def backbone_forward(gpt, token_ids, padding_mask=None, training=False):
-    """`(hidden, logits)`: `(B, T, d)` final hidden states and float32 `(B, T, V)` logits."""
+def backbone_forward(gpt, token_ids, padding_mask=None, training=False, logits=True):
+    """`(hidden, logits)`: `(B, T, d)` final hidden states and float32 `(B, T, V)`
+    logits (`None` with `logits=False`, for the heads that read hidden states only)."""
     positions = None
     if padding_mask is not None:
         mask = ops.cast(padding_mask, "int32")
@@ -21,6 +22,8 @@ def backbone_forward(gpt, token_ids, padding_mask=None, training=False):
     for block in gpt.blocks:
         x = block(x, padding_mask=padding_mask, positions=positions, training=training)
     hidden = gpt.final_norm(x)  # (B, T, d)
+    if not logits:
+        return hidden, None
     if gpt.lm_head is None:
         logits = gpt.embedding.attend(hidden)
     else:
@@ -70,7 +73,7 @@ class RewardModel(keras.Model):
 
     def call(self, inputs, training=False):
         mask = inputs["padding_mask"]
-        hidden, _ = backbone_forward(self.backbone, inputs["token_ids"], mask, training)
+        hidden, _ = backbone_forward(self.backbone, inputs["token_ids"], mask, training, logits=False)
         index = last_token_index(mask)  # (B,)
         last = ops.take_along_axis(hidden, index[:, None, None], axis=1)[:, 0]  # (B, d)
         return ops.cast(self.head(last)[:, 0], "float32")  # (B,)
@@ -177,22 +180,35 @@ class RewardModel(keras.Model):
 class PolicyWithValue(keras.Model):
     """PPO's actor-critic: the policy's logits and a value per position.
 
-    The value head shares the policy's backbone (TRL's
-    `AutoModelForCausalLMWithValueHead`); it is saved with checkpoints but
-    not in the output model directory, which holds the policy alone.
+    Without `critic`, the value head shares the policy's backbone (TRL's
+    `AutoModelForCausalLMWithValueHead`). With `critic`, a `RewardModel`,
+    the values are its scalar head read at every position of its own
+    backbone: a separate value network, as TRL's `PPOTrainer` builds it from
+    the reward model, so it starts out predicting what the reward model
+    rewards and its gradients never reach the policy. Either is saved with
+    checkpoints but not in the output model directory, which holds the
+    policy alone.
 
     Call returns `(logits (B, T, V), values (B, T))`.
     """
 
-    def __init__(self, policy, **kwargs):
+    def __init__(self, policy, critic=None, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
-        self.value_head = keras.layers.Dense(
-            1, kernel_initializer="zeros", dtype=policy.dtype_policy, name="value_head"
-        )
-        self.value_head.build((None, None, policy.config.hidden_dim))
+        self.critic = critic
+        if critic is None:
+            self.value_head = keras.layers.Dense(
+                1, kernel_initializer="zeros", dtype=policy.dtype_policy, name="value_head"
+            )
+            self.value_head.build((None, None, policy.config.hidden_dim))
+        else:
+            critic.trainable = True
+            self.value_head = critic.head
+        self.built = True  # all state exists now: a checkpoint loads before the first call
 
     def call(self, token_ids, training=False):
         hidden, logits = backbone_forward(self.policy, token_ids, training=training)
+        if self.critic is not None:
+            hidden, _ = backbone_forward(self.critic.backbone, token_ids, training=training, logits=False)
         values = ops.cast(self.value_head(hidden)[..., 0], "float32")  # (B, T)
         return logits, values

@@ -39,6 +39,7 @@ class TokenLogProbs(keras.Model):
         super().__init__(**kwargs)
         self.policy = policy
         self.temperature = float(temperature)
+        self.built = True  # the policy's state is all there is: a checkpoint loads before the first call
 
     def call(self, inputs, training=False):
         labels = inputs["labels"]

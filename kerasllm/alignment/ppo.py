@@ -50,6 +50,9 @@ TRAIN_METRICS = ("loss", "policy_loss", "value_loss", "clip_fraction", "value_cl
 class PPOObjective(keras.Model):
     """Policy-with-value and PPO's loss as `compute_loss`.
 
+    `critic`: a `RewardModel` to train as a separate value network (see
+    `PolicyWithValue`); `None` puts a value head on the policy.
+
     Inputs: `token_ids`, `labels` `(B, L)`, and from the rollout
     `old_log_probs`, `old_values`, `advantages`, `returns` `(B, L)`. `call`
     returns a dict of per-token `log_probs`, `values` and `entropy`, of
@@ -57,14 +60,15 @@ class PPOObjective(keras.Model):
     """
 
     def __init__(self, policy, clip_range=0.2, value_clip_range=0.2, vf_coefficient=0.1, temperature=1.0,
-                 **kwargs):
+                 critic=None, **kwargs):
         super().__init__(**kwargs)
-        self.actor_critic = PolicyWithValue(policy)
+        self.actor_critic = PolicyWithValue(policy, critic)
         self.temperature = float(temperature)
         self.clip_range = clip_range
         self.value_clip_range = value_clip_range
         self.vf_coefficient = vf_coefficient
         self.trackers = [keras.metrics.Mean(name=name) for name in TRAIN_METRICS]
+        self.built = True  # the actor-critic is built: a checkpoint loads before the first call
 
     @property
     def metrics(self):
@@ -127,7 +131,8 @@ class PPOStepper(RolloutStepper):
 
     def __init__(self, policy, config, reward_fn, reference, end_token_id=None, optimizer=None):
         objective = PPOObjective(
-            policy, config.clip_range, config.value_clip_range, config.vf_coefficient, config.temperature
+            policy, config.clip_range, config.value_clip_range, config.vf_coefficient, config.temperature,
+            critic=load_value_model(config, policy),
         )
         super().__init__(policy, config, reward_fn, objective, reference, end_token_id, optimizer)
         self.kl = AdaptiveKLController(config.kl_coefficient, config.kl_target, config.kl_horizon)
@@ -195,6 +200,25 @@ class PPOStepper(RolloutStepper):
             "sample_seconds": sample_seconds,
             "step_seconds": time.perf_counter() - started,
         }
+
+
+def load_value_model(config, policy):
+    """The separate value network `value_model` asks for (a `RewardModel`), or `None`."""
+    if config.value_model is None:
+        return None
+    from kerasllm.alignment.reward import load_reward_model
+
+    path = config.reward_model if config.value_model == "reward_model" else config.value_model
+    critic = load_reward_model(path)
+    probe = "<|im_start|>user\nWhich is larger, 12 or 7?<|im_end|>\n"
+    if critic.backbone.config.vocab_size != policy.config.vocab_size or list(
+        critic.tokenizer.encode(probe)
+    ) != list(policy.tokenizer.encode(probe)):
+        raise ValueError(
+            f"value_model {path} reads text with another tokenizer than the policy {config.base}: "
+            "the value network must read the policy's token ids."
+        )
+    return critic
 
 
 def ppo(config, output, *, overrides=None, resume=False, overwrite=False, verbose=1):
