@@ -280,7 +280,7 @@ def test_the_value_loss_moves_the_policy_only_with_a_shared_head(base_dir, rewar
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["grpo", "ppo", "ppo_value_model"])
+@pytest.mark.parametrize("method", ["grpo", "ppo", "ppo_value_model", "ppo_lora"])
 def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path, base_dir, prompt_file, reward_model_dir,
                                                              method):
     # Stopped after 2 of 3 iterations and resumed: the same prompts, samples
@@ -298,6 +298,8 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path, base_dir,
         overrides["group_size"] = 2
     if method == "ppo_value_model":
         overrides.update(reward_functions=[], reward_model=reward_model_dir, value_model="reward_model")
+    if method == "ppo_lora":
+        overrides["lora"] = {"rank": 2}
     whole = run({}, tmp_path / "whole", overrides=overrides, verbose=0)
     run({}, tmp_path / "parts", overrides={**overrides, "steps": 2}, verbose=0)
     resumed = run({}, tmp_path / "parts", overrides=overrides, resume=True, verbose=0)
