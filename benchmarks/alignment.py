@@ -92,21 +92,30 @@ def kl_to(policy_dir, reference_dir, records, max_new_tokens, samples=4, seed=0)
     return float(kl.mean()), float(kl.std() / np.sqrt(len(kl)))
 
 
-def generated_pairs(sft_dir, records, path, samples=8, per_prompt=1, max_new_tokens=16, seed=0):
-    """DPO pairs from the SFT model's own samples (on-policy): per prompt, up
-    to `per_prompt` pairs of a verified-correct and a wrong sample."""
+def own_samples(model_dir, records, samples, max_new_tokens, seed):
+    """`(texts, stopped)`: `samples` completions of each record's prompt by the
+    model (temperature 1), in record order."""
     import kerasllm
     from kerasllm.alignment.rollout import end_token_for, sample
-    from kerasllm.tasks import verify
 
-    model = kerasllm.load(sft_dir)
+    model = kerasllm.load(model_dir)
     tokenizer = model.tokenizer
     prompts = [list(tokenizer.encode(r["prompt"])) for r in records for _ in range(samples)]
-    texts_all = []
+    texts, stopped = [], []
     for start in range(0, len(prompts), 512):  # the generator pads a batch to a power of two
         out = sample(model, prompts[start : start + 512], max_new_tokens=max_new_tokens, seed=seed + start,
                      end_token_id=end_token_for(tokenizer, True), pad_token_id=int(tokenizer.pad_token_id))
-        texts_all.extend(out.texts)
+        texts.extend(out.texts)
+        stopped.extend(out.stopped)
+    return texts, stopped
+
+
+def generated_pairs(sft_dir, records, path, samples=8, per_prompt=1, max_new_tokens=16, seed=0):
+    """DPO pairs from the SFT model's own samples (on-policy): per prompt, up
+    to `per_prompt` pairs of a verified-correct and a wrong sample."""
+    from kerasllm.tasks import verify
+
+    texts_all, _ = own_samples(sft_dir, records, samples, max_new_tokens, seed)
     pairs = []
     for i, record in enumerate(records):
         texts = texts_all[i * samples : (i + 1) * samples]
@@ -126,20 +135,11 @@ def reward_model_on_policy(policy_dir, rm_dir, records, samples=8, max_new_token
     `samples` completions of the policy; the accuracy of one sample, of the
     one the reward model scores best (best-of-n), of the best there is, and
     the pairwise accuracy over (correct, wrong) sample pairs of a prompt."""
-    import kerasllm
     from kerasllm.alignment.reward import load_reward_model
-    from kerasllm.alignment.rollout import end_token_for, sample
     from kerasllm.tasks import verify
 
-    model, rm = kerasllm.load(policy_dir), load_reward_model(rm_dir)
-    tokenizer = model.tokenizer
-    prompts = [list(tokenizer.encode(r["prompt"])) for r in records for _ in range(samples)]
-    texts, stopped = [], []
-    for start in range(0, len(prompts), 512):
-        out = sample(model, prompts[start : start + 512], max_new_tokens=max_new_tokens, seed=seed + start,
-                     end_token_id=end_token_for(tokenizer, True), pad_token_id=int(tokenizer.pad_token_id))
-        texts.extend(out.texts)
-        stopped.extend(out.stopped)
+    texts, stopped = own_samples(policy_dir, records, samples, max_new_tokens, seed)
+    rm = load_reward_model(rm_dir)
     owners = [r for r in records for _ in range(samples)]
     correct = np.array([verify(r, t) for r, t in zip(owners, texts)], float).reshape(-1, samples)
     scores = rm.score([r["prompt"] for r in owners], texts, 64, end_token_id="auto", ended=stopped)

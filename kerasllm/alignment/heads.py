@@ -203,12 +203,12 @@ class PolicyWithValue(keras.Model):
             self.value_head.build((None, None, policy.config.hidden_dim))
         else:
             critic.trainable = True
-            self.value_head = critic.head
         self.built = True  # all state exists now: a checkpoint loads before the first call
 
     def call(self, token_ids, training=False):
         hidden, logits = backbone_forward(self.policy, token_ids, training=training)
+        head = self.value_head if self.critic is None else self.critic.head
         if self.critic is not None:
             hidden, _ = backbone_forward(self.critic.backbone, token_ids, training=training, logits=False)
-        values = ops.cast(self.value_head(hidden)[..., 0], "float32")  # (B, T)
+        values = ops.cast(head(hidden)[..., 0], "float32")  # (B, T)
         return logits, values

@@ -210,10 +210,7 @@ def load_value_model(config, policy):
 
     path = config.reward_model if config.value_model == "reward_model" else config.value_model
     critic = load_reward_model(path)
-    probe = "<|im_start|>user\nWhich is larger, 12 or 7?<|im_end|>\n"
-    if critic.backbone.config.vocab_size != policy.config.vocab_size or list(
-        critic.tokenizer.encode(probe)
-    ) != list(policy.tokenizer.encode(probe)):
+    if critic.tokenizer.fingerprint != policy.tokenizer.fingerprint:
         raise ValueError(
             f"value_model {path} reads text with another tokenizer than the policy {config.base}: "
             "the value network must read the policy's token ids."
