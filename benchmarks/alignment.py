@@ -21,9 +21,14 @@ recipes/configs/finetune/sft.yaml, or `--sft DIR`), this runs in one go:
 
 The defaults are the settings measured in docs/alignment.md (a tiny model
 SFT-trained for 400 steps, all seven tasks): GRPO 1000 steps x 32 prompts x
-8 samples, DPO with `rpo_alpha` 1.0 on 4 own pairs per prompt, PPO with 256
-prompts per rollout. On a GPU each method takes a few minutes; on two CPU
-cores GRPO's default alone takes hours (scale with --steps-scale).
+8 samples, DPO with `rpo_alpha` 1.0 on 4 own pairs per prompt; a reward
+model on 2,000 suite pairs per task plus the SFT model's own pairs of 2,000
+training prompts per task (16 samples each, up to 4 pairs per prompt),
+8000 steps of 32 pairs; PPO against it with 256 prompts per rollout, 300
+rollouts, lr 2e-5, `kl_coefficient` 0.2 and a value network started from
+the reward model. On a GPU each method takes a few minutes; on two CPU
+cores GRPO's default alone takes hours, and so does sampling the reward
+model's pairs (scale with --steps-scale and --rm-prompts).
 
 Usage:
     python benchmarks/alignment.py --sft runs/sft/model
@@ -51,8 +56,9 @@ from benchmarks.common import RESULTS_DIR, device_info, print_table, software_ve
 
 
 def method_settings(pairs, parser):
-    """`--set METHOD.KEY=VALUE` pairs as `{method: {key: value}}` (values parsed as YAML)."""
-    import yaml
+    """`--set METHOD.KEY=VALUE` pairs as `{method: {key: value}}` (values
+    parsed as YAML the way the commands' `--set` parses them: `1e-3` is a float)."""
+    from kerasllm.training.config import load_yaml
 
     settings = {method: {} for method in ("reward", "ppo", "grpo", "dpo")}
     for pair in pairs:
@@ -61,7 +67,7 @@ def method_settings(pairs, parser):
         if not sep or not dot or method not in settings or not name:
             parser.error(f"--set expects METHOD.KEY=VALUE with METHOD one of {sorted(settings)}. "
                          f"Received: {pair!r}")
-        settings[method][name] = yaml.safe_load(value)
+        settings[method][name] = load_yaml(value)
     return settings
 
 
@@ -166,15 +172,17 @@ def main():
     parser.add_argument("--work", default="runs/alignment-bench")
     parser.add_argument("--steps-scale", type=float, default=1.0)
     parser.add_argument("--methods", nargs="+", default=["reward", "ppo", "grpo", "dpo"])
-    parser.add_argument("--rm-pairs", type=int, default=300, help="Reward-model training pairs per task.")
-    parser.add_argument("--rm-steps", type=int, default=1500)
+    parser.add_argument("--rm-pairs", type=int, default=2000, help="Reward-model training pairs per task.")
+    parser.add_argument("--rm-steps", type=int, default=8000)
     parser.add_argument("--rm-data", choices=["synthetic", "generated", "both"], default="both",
                         help="Reward-model pairs: the suite's (a correct answer, a plausible mistake), pairs "
                              "of the SFT model's own samples judged by the verifier (what PPO will sample), "
                              "or both.")
-    parser.add_argument("--rm-samples", type=int, default=8,
+    parser.add_argument("--rm-prompts", type=int, default=2000,
+                        help="Training prompts per task whose own samples make reward-model pairs.")
+    parser.add_argument("--rm-samples", type=int, default=16,
                         help="Samples per training prompt from the SFT model for the reward model's own pairs.")
-    parser.add_argument("--rm-per-prompt", type=int, default=2,
+    parser.add_argument("--rm-per-prompt", type=int, default=4,
                         help="Own pairs (a correct and a wrong sample) per training prompt for the reward model.")
     parser.add_argument("--rm-pairs-from", action="append", default=[], metavar="MODEL_DIR",
                         help="Also give the reward model own pairs sampled from this model (e.g. a PPO policy "
@@ -184,11 +192,11 @@ def main():
     parser.add_argument("--grpo-group", type=int, default=8)
     parser.add_argument("--grpo-prompts", type=int, default=32, help="GRPO's prompts_per_step.")
     parser.add_argument("--grpo-updates", type=int, default=1, help="GRPO's updates_per_step.")
-    parser.add_argument("--ppo-lr", type=float, default=3e-5)
-    parser.add_argument("--ppo-steps", type=int, default=100)
+    parser.add_argument("--ppo-lr", type=float, default=2e-5)
+    parser.add_argument("--ppo-steps", type=int, default=300)
     parser.add_argument("--ppo-prompts", type=int, default=256, help="PPO's prompts_per_step (one sample each).")
     parser.add_argument("--ppo-minibatch", type=int, default=64, help="PPO's minibatch_size.")
-    parser.add_argument("--ppo-kl", type=float, default=0.05, help="PPO's kl_coefficient (TRL: 0.05).")
+    parser.add_argument("--ppo-kl", type=float, default=0.2, help="PPO's kl_coefficient (TRL: 0.05).")
     parser.add_argument("--dpo-lr", type=float, default=5e-5)
     parser.add_argument("--dpo-beta", type=float, default=0.1)
     parser.add_argument("--dpo-steps", type=int, default=1000)
@@ -233,33 +241,37 @@ def main():
     print("sft", json.dumps(rows["sft"]), flush=True)
 
     reuse = args.reuse_rm and (work / "rm" / "model").is_dir()
-    if ("reward" in args.methods or "ppo" in args.methods) and not reuse:
+    # PPO against the verifiers (`--set ppo.reward_model=null`) needs no reward model.
+    ppo_needs_rm = "ppo" in args.methods and extra["ppo"].get("reward_model", True) is not None
+    if ("reward" in args.methods or ppo_needs_rm) and not reuse:
         prefs = work / "preferences.jsonl"
         lines = []
+        rm_split = split if args.rm_prompts == 300 else make_split(tasks, train=args.rm_prompts, test=100, seed=0)
+        rm_prompts = [parse_prompt(r) for r in rm_split["train"]]
         if args.rm_data in ("synthetic", "both"):
             lines += [json.dumps(p, ensure_ascii=False) + "\n"
                       for p in make_preferences(tasks, train=args.rm_pairs, test=100, seed=0)]
         if args.rm_data in ("generated", "both"):
-            train_prompts = [parse_prompt(r) for r in split["train"]]
-            generated_pairs(args.sft, train_prompts, work / "rm_generated.jsonl", samples=args.rm_samples,
+            generated_pairs(args.sft, rm_prompts, work / "rm_generated.jsonl", samples=args.rm_samples,
                             per_prompt=args.rm_per_prompt, seed=1)
             lines += (work / "rm_generated.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
         for i, source in enumerate(args.rm_pairs_from):
             extra_pairs = work / f"rm_generated_{i + 1}.jsonl"
-            generated_pairs(source, [parse_prompt(r) for r in split["train"]], extra_pairs,
+            generated_pairs(source, rm_prompts, extra_pairs,
                             samples=args.rm_samples, per_prompt=args.rm_per_prompt, seed=7)
             lines += extra_pairs.read_text(encoding="utf-8").splitlines(keepends=True)
         np.random.default_rng(0).shuffle(lines)
         prefs.write_text("".join(lines), encoding="utf-8")
         rm = reward({}, work / "rm", overwrite=True, verbose=0, overrides={
-            "base": args.sft, "data": str(prefs), "steps": scale(args.rm_steps), "batch_size": 16,
+            "base": args.sft, "data": str(prefs), "steps": scale(args.rm_steps), "batch_size": 32,
             "learning_rate": 1e-4, "warmup_steps": 10, "center_coefficient": 0.01,
             "eval_fraction": 0.1, "log_every": 10, "checkpoint_every": 1000, **extra["reward"]})
         rows["reward_model"] = {"heldout_pairwise_accuracy": rm["eval"]["accuracy"],
                                 "before": rm["eval_before"].get("accuracy"), "seconds": rm["seconds"],
                                 "pairs": rm["pairs"]["train"], "settings": {"steps": scale(args.rm_steps)}}
         results["settings"]["reward"] = {"rm_pairs": args.rm_pairs, "rm_steps": args.rm_steps,
-                                         "rm_data": args.rm_data, "rm_samples": args.rm_samples,
+                                         "rm_data": args.rm_data, "rm_prompts": args.rm_prompts,
+                                         "rm_samples": args.rm_samples,
                                          "rm_per_prompt": args.rm_per_prompt, "rm_pairs_from": args.rm_pairs_from}
     if "reward" in args.methods and (work / "rm" / "model").is_dir():
         rows.setdefault("reward_model", {})["on_policy"] = reward_model_on_policy(
@@ -270,13 +282,19 @@ def main():
               "checkpoint_every": 1000, "eval_prompts": 0}
     runs = {}
     if "ppo" in args.methods:
+        value_model = "reward_model" if ppo_needs_rm else None
         runs["ppo"] = ({"lr": args.ppo_lr, "kl_coefficient": args.ppo_kl, "steps": scale(args.ppo_steps),
-                        "prompts_per_step": args.ppo_prompts, "minibatch_size": args.ppo_minibatch},
+                        "prompts_per_step": args.ppo_prompts, "minibatch_size": args.ppo_minibatch,
+                        "value_model": value_model},
                        lambda: ppo({}, work / "ppo", overwrite=True, overrides={
             **online, "base": args.sft, "reward_model": str(work / "rm" / "model"),
             "steps": scale(args.ppo_steps), "prompts_per_step": args.ppo_prompts,
             "minibatch_size": args.ppo_minibatch,
-            "learning_rate": args.ppo_lr, "kl_coefficient": args.ppo_kl, **extra["ppo"]}))
+            "learning_rate": args.ppo_lr, "kl_coefficient": args.ppo_kl,
+            # A value network of its own, started from the reward model (as
+            # TRL's PPOTrainer); a verifier-rewarded run has none to start from.
+            "value_model": value_model,
+            **extra["ppo"]}))
     if "grpo" in args.methods:
         runs["grpo"] = ({"lr": args.grpo_lr, "steps": scale(args.grpo_steps), "group_size": args.grpo_group,
                          "prompts_per_step": args.grpo_prompts, "updates_per_step": args.grpo_updates},
