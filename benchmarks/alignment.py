@@ -98,41 +98,15 @@ def kl_to(policy_dir, reference_dir, records, max_new_tokens, samples=4, seed=0)
     return float(kl.mean()), float(kl.std() / np.sqrt(len(kl)))
 
 
-def own_samples(model_dir, records, samples, max_new_tokens, seed):
-    """`(texts, stopped)`: `samples` completions of each record's prompt by the
-    model (temperature 1), in record order."""
-    import kerasllm
-    from kerasllm.alignment.rollout import end_token_for, sample
-
-    model = kerasllm.load(model_dir)
-    tokenizer = model.tokenizer
-    prompts = [list(tokenizer.encode(r["prompt"])) for r in records for _ in range(samples)]
-    texts, stopped = [], []
-    for start in range(0, len(prompts), 512):  # the generator pads a batch to a power of two
-        out = sample(model, prompts[start : start + 512], max_new_tokens=max_new_tokens, seed=seed + start,
-                     end_token_id=end_token_for(tokenizer, True), pad_token_id=int(tokenizer.pad_token_id))
-        texts.extend(out.texts)
-        stopped.extend(out.stopped)
-    return texts, stopped
-
-
 def generated_pairs(sft_dir, records, path, samples=8, per_prompt=1, max_new_tokens=16, seed=0):
-    """DPO pairs from the SFT model's own samples (on-policy): per prompt, up
-    to `per_prompt` pairs of a verified-correct and a wrong sample."""
-    from kerasllm.tasks import verify
+    """Pairs of the SFT model's own samples (on-policy) of task records, a
+    verified-correct and a wrong one, written to `path`; returns their count."""
+    from kerasllm.alignment import sample_preferences
+    from kerasllm.tasks import write_jsonl
 
-    texts_all, _ = own_samples(sft_dir, records, samples, max_new_tokens, seed)
-    pairs = []
-    for i, record in enumerate(records):
-        texts = texts_all[i * samples : (i + 1) * samples]
-        good = list(dict.fromkeys(t for t in texts if verify(record, t)))
-        bad = list(dict.fromkeys(t for t in texts if not verify(record, t) and t.strip()))
-        for k in range(min(per_prompt, max(len(good), len(bad)) if good and bad else 0)):
-            pairs.append({"prompt": record["prompt"], "chosen": good[k % len(good)] + "<|im_end|>",
-                          "rejected": bad[k % len(bad)] + "<|im_end|>"})
-    with open(path, "w", encoding="utf-8") as f:
-        for pair in pairs:
-            f.write(json.dumps(pair, ensure_ascii=False) + "\n")
+    pairs = sample_preferences(sft_dir, records, samples=samples, per_prompt=per_prompt,
+                               max_new_tokens=max_new_tokens, seed=seed)
+    write_jsonl(path, pairs)
     return len(pairs)
 
 
@@ -141,14 +115,16 @@ def reward_model_on_policy(policy_dir, rm_dir, records, samples=8, max_new_token
     `samples` completions of the policy; the accuracy of one sample, of the
     one the reward model scores best (best-of-n), of the best there is, and
     the pairwise accuracy over (correct, wrong) sample pairs of a prompt."""
+    from kerasllm.alignment.data import parse_prompt
     from kerasllm.alignment.reward import load_reward_model
+    from kerasllm.alignment.sampled_pairs import sample_answers
     from kerasllm.tasks import verify
 
-    texts, stopped = own_samples(policy_dir, records, samples, max_new_tokens, seed)
+    texts, stopped = sample_answers(policy_dir, records, samples=samples, max_new_tokens=max_new_tokens, seed=seed)
     rm = load_reward_model(rm_dir)
     owners = [r for r in records for _ in range(samples)]
     correct = np.array([verify(r, t) for r, t in zip(owners, texts)], float).reshape(-1, samples)
-    scores = rm.score([r["prompt"] for r in owners], texts, 64, end_token_id="auto", ended=stopped)
+    scores = rm.score([parse_prompt(r)["prompt"] for r in owners], texts, 64, end_token_id="auto", ended=stopped)
     scores = np.asarray(scores, float).reshape(-1, samples)
     best = correct[np.arange(len(records)), scores.argmax(1)]
     wins = [s[a] > s[b] for c, s in zip(correct, scores) for a in range(samples) for b in range(samples)
@@ -247,7 +223,7 @@ def main():
         prefs = work / "preferences.jsonl"
         lines = []
         rm_split = split if args.rm_prompts == 300 else make_split(tasks, train=args.rm_prompts, test=100, seed=0)
-        rm_prompts = [parse_prompt(r) for r in rm_split["train"]]
+        rm_prompts = rm_split["train"]
         if args.rm_data in ("synthetic", "both"):
             lines += [json.dumps(p, ensure_ascii=False) + "\n"
                       for p in make_preferences(tasks, train=args.rm_pairs, test=100, seed=0)]
@@ -275,7 +251,7 @@ def main():
                                          "rm_per_prompt": args.rm_per_prompt, "rm_pairs_from": args.rm_pairs_from}
     if "reward" in args.methods and (work / "rm" / "model").is_dir():
         rows.setdefault("reward_model", {})["on_policy"] = reward_model_on_policy(
-            args.sft, work / "rm" / "model", test_prompts)
+            args.sft, work / "rm" / "model", split["test"])
         print("reward", json.dumps(rows["reward_model"]), flush=True)
 
     online = {"data": f"tasks:{tasks}", "max_new_tokens": 16, "warmup_steps": 2, "log_every": 5,
@@ -304,8 +280,7 @@ def main():
             "learning_rate": args.grpo_lr, **extra["grpo"]}))
     if "dpo" in args.methods:
         def run_dpo():
-            train_prompts = [parse_prompt(r) for r in split["train"]]
-            n = generated_pairs(args.sft, train_prompts, work / "generated_pairs.jsonl",
+            n = generated_pairs(args.sft, split["train"], work / "generated_pairs.jsonl",
                                 per_prompt=args.dpo_per_prompt)
             print(f"dpo: {n} generated pairs", flush=True)
             result = dpo({}, work / "dpo", overwrite=True, verbose=0, overrides={

@@ -9,7 +9,8 @@
 - `run`: what every run shares (the run directory, the `fit` loop of the
   pair methods, logging, LoRA through fine-tuning's adapters); `online`:
   what the sampling methods share (prompts, rewards, rollouts, the loop);
-  `rollout`: sampling and scoring.
+  `rollout`: sampling and scoring; `sampled_pairs`: preference pairs from
+  a model's own answers, judged by a program.
 
 See docs/alignment.md.
 """
@@ -27,6 +28,7 @@ from kerasllm.alignment.grpo import GRPOStepper, PolicyGradientObjective, grpo
 from kerasllm.alignment.heads import PolicyWithValue, RewardModel
 from kerasllm.alignment.ppo import PPOObjective, PPOStepper, ppo
 from kerasllm.alignment.reward import RewardObjective, load_reward_model, reward
+from kerasllm.alignment.sampled_pairs import sample_preferences
 
 __all__ = [
     "ConfigError",
@@ -52,4 +54,5 @@ __all__ = [
     "load_reward_model",
     "ppo",
     "reward",
+    "sample_preferences",
 ]

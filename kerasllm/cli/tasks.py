@@ -8,6 +8,8 @@ from kerasllm.cli.common import CommandError, emit_json
 def _make(args):
     from kerasllm.tasks import make_task_files
 
+    if args.sample_from and not os.path.isdir(args.sample_from):
+        raise CommandError(f"--sample-from must be a model directory. Received: {args.sample_from!r}")
     try:
         result = make_task_files(
             args.output, args.tasks, train=args.train, test=args.test, seed=args.seed,
@@ -15,11 +17,43 @@ def _make(args):
         )
     except ValueError as error:
         raise CommandError(str(error)) from error
+    if args.sample_from:
+        _sample_pairs(args, result)
     if args.json:
         emit_json(result)
         return
     for name, path in result["files"].items():
         print(f"{path}: {result['counts'][name]:,} records")
+
+
+def _sample_pairs(args, result):
+    """`sampled_preferences.jsonl`: pairs of the model's own right and wrong
+    answers to the training prompts (`kerasllm.alignment.sample_preferences`)."""
+    import json
+    import pathlib
+
+    from kerasllm.alignment import sample_preferences
+    from kerasllm.data import atomic_write_json
+    from kerasllm.tasks import write_jsonl
+
+    output = pathlib.Path(result["output"])
+    with open(result["files"]["train"], encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    print(f"Sampling {args.samples} answers to each of {len(records):,} training prompts from "
+          f"{args.sample_from} ...", flush=True)
+    try:
+        pairs = sample_preferences(args.sample_from, records, samples=args.samples,
+                                   per_prompt=args.pairs_per_prompt, max_new_tokens=args.max_new_tokens,
+                                   seed=args.seed)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    result["files"]["sampled_preferences"] = str(write_jsonl(output / "sampled_preferences.jsonl", pairs))
+    result["counts"]["sampled_preferences"] = len(pairs)
+    manifest = json.loads((output / "tasks.json").read_text(encoding="utf-8"))
+    manifest["sampled_preferences"] = {"model": args.sample_from, "samples": args.samples,
+                                       "pairs_per_prompt": args.pairs_per_prompt,
+                                       "max_new_tokens": args.max_new_tokens, "judge": "tasks.verify"}
+    atomic_write_json(output / "tasks.json", manifest, sort_keys=False)
 
 
 def _evaluate(args):
@@ -73,6 +107,15 @@ def add_commands(subparsers):
     make.add_argument("--format", choices=FORMATS, default="messages", help="Record format (default messages).")
     make.add_argument("--seed", type=int, default=0, help="Split seed (default 0).")
     make.add_argument("--preferences", action="store_true", help="Also write preferences.jsonl.")
+    make.add_argument("--sample-from", metavar="MODEL_DIR",
+                      help="Also write sampled_preferences.jsonl: this model's own answers to the training "
+                           "prompts, a right one (by the task's verifier) paired with a wrong one; the pairs "
+                           "a reward model or DPO learns most from.")
+    make.add_argument("--samples", type=int, default=16, help="With --sample-from: answers per prompt (default 16).")
+    make.add_argument("--pairs-per-prompt", type=int, default=4,
+                      help="With --sample-from: most pairs per prompt (default 4).")
+    make.add_argument("--max-new-tokens", type=int, default=16,
+                      help="With --sample-from: most tokens per answer (default 16).")
     make.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
     make.set_defaults(func=_make)
 
