@@ -1,6 +1,7 @@
 """`kerasllm tasks make` and `kerasllm evaluate-tasks`: the built-in verifiable task suite."""
 
 import os
+import sys
 
 from kerasllm.cli.common import CommandError, emit_json
 
@@ -8,8 +9,13 @@ from kerasllm.cli.common import CommandError, emit_json
 def _make(args):
     from kerasllm.tasks import make_task_files
 
-    if args.sample_from and not os.path.isdir(args.sample_from):
-        raise CommandError(f"--sample-from must be a model directory. Received: {args.sample_from!r}")
+    if args.sample_from:  # checked before anything is written
+        if not os.path.isdir(args.sample_from):
+            raise CommandError(f"--sample-from must be a model directory. Received: {args.sample_from!r}")
+        for flag, value, least in (("--samples", args.samples, 2), ("--pairs-per-prompt", args.pairs_per_prompt, 1),
+                                   ("--max-new-tokens", args.max_new_tokens, 1)):
+            if value < least:
+                raise CommandError(f"{flag} must be at least {least}. Received: {flag} {value}")
     try:
         result = make_task_files(
             args.output, args.tasks, train=args.train, test=args.test, seed=args.seed,
@@ -40,7 +46,7 @@ def _sample_pairs(args, result):
     with open(result["files"]["train"], encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
     print(f"Sampling {args.samples} answers to each of {len(records):,} training prompts from "
-          f"{args.sample_from} ...", flush=True)
+          f"{args.sample_from} ...", file=sys.stderr, flush=True)
     try:
         pairs = sample_preferences(args.sample_from, records, samples=args.samples,
                                    per_prompt=args.pairs_per_prompt, max_new_tokens=args.max_new_tokens,

@@ -86,7 +86,7 @@ def test_tasks_make_sample_from_writes_the_pairs_and_says_how(tmp_path, base_dir
 
     main(["tasks", "make", "--output", str(tmp_path), "--tasks", "add", "--train", "3", "--test", "2",
           "--sample-from", base_dir, "--samples", "4", "--max-new-tokens", "4", "--json"])
-    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    result = json.loads(capsys.readouterr().out)  # --json: stdout holds the JSON alone
     path = tmp_path / "sampled_preferences.jsonl"
     assert result["files"]["sampled_preferences"] == str(path) and path.is_file()
     assert result["counts"]["sampled_preferences"] == len(path.read_text(encoding="utf-8").splitlines())
@@ -96,4 +96,7 @@ def test_tasks_make_sample_from_writes_the_pairs_and_says_how(tmp_path, base_dir
         main(["tasks", "make", "--output", str(tmp_path / "b"), "--tasks", "add", "--train", "2",
               "--sample-from", str(tmp_path / "nowhere")])
     assert "--sample-from must be a model directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tasks", "make", "--output", str(tmp_path / "b"), "--sample-from", base_dir, "--samples", "1"])
+    assert "--samples must be at least 2. Received: --samples 1" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()  # refused before anything was written
