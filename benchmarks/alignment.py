@@ -222,8 +222,7 @@ def main():
     if ("reward" in args.methods or ppo_needs_rm) and not reuse:
         prefs = work / "preferences.jsonl"
         lines = []
-        rm_split = split if args.rm_prompts == 300 else make_split(tasks, train=args.rm_prompts, test=100, seed=0)
-        rm_prompts = rm_split["train"]
+        rm_prompts = make_split(tasks, train=args.rm_prompts, test=100, seed=0)["train"]
         if args.rm_data in ("synthetic", "both"):
             lines += [json.dumps(p, ensure_ascii=False) + "\n"
                       for p in make_preferences(tasks, train=args.rm_pairs, test=100, seed=0)]

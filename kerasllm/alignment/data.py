@@ -196,6 +196,14 @@ def load_preferences(paths, skip_bad_lines=False, report=None):
     return _read_records(paths, parse_preference, skip_bad_lines, report or LoadReport())
 
 
+def without_answer(messages):
+    """A prompt's messages without a trailing assistant turn (the reference answer)."""
+    messages = list(messages)
+    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
+        messages = messages[:-1]
+    return messages
+
+
 def parse_prompt(record):
     """`{"prompt": text, **other fields}` from a prompt-only line."""
     prompt = record.get("prompt", record.get("messages"))
@@ -204,11 +212,7 @@ def parse_prompt(record):
             f"missing field 'prompt' (or 'messages'). Received keys: {sorted(record)}"
         )
     if _is_messages(prompt):
-        # A trailing assistant turn is the reference answer, not the prompt.
-        messages = list(prompt)
-        if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
-            messages = messages[:-1]
-        text = render_chat(messages, add_generation_prompt=True)
+        text = render_chat(without_answer(prompt), add_generation_prompt=True)
     elif isinstance(prompt, str) and prompt:
         text = prompt
     else:

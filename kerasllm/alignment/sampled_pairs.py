@@ -8,20 +8,23 @@ reward model gain (docs/alignment.md, Measured); DPO trains on the same
 pairs. `kerasllm tasks make --sample-from MODEL` writes them.
 """
 
-from kerasllm.alignment.data import parse_prompt
+import keras
+
+from kerasllm.alignment.data import parse_prompt, without_answer
 from kerasllm.alignment.rollout import end_token_for, sample
 
 # Leave out of a pair's fields: the prompt forms, the reference answer turn.
 _PROMPT_FIELDS = ("prompt", "messages", "completion", "chat")
 
 
-def sample_answers(model, records, *, samples, max_new_tokens=16, temperature=1.0, seed=0, batch_size=512):
+def sample_answers(model, records, *, samples, max_new_tokens=16, temperature=1.0, seed=0, batch_size=512,
+                   verbose=0):
     """`(texts, stopped)`: `samples` sampled answers to each record's prompt, in record order.
 
     `model` is a `kerasllm.models.GPT` with its tokenizer or a model
     directory; `records` are prompt records (see `sample_preferences`);
     `stopped[i]` says whether answer `i` ended with the end token rather
-    than at `max_new_tokens`.
+    than at `max_new_tokens`. `verbose=1` shows a progress bar.
     """
     import kerasllm
 
@@ -42,6 +45,7 @@ def sample_answers(model, records, *, samples, max_new_tokens=16, temperature=1.
         raise ValueError("The tokenizer has no <|im_end|> token, so it cannot answer conversations.")
     prompt_ids = [list(tokenizer.encode(p["prompt"])) for p in parsed for _ in range(samples)]
     texts, stopped = [], []
+    progress = keras.utils.Progbar(len(prompt_ids), unit_name="answer") if verbose else None
     # The generator pads a batch to a power of two: fixed-size calls reuse one program.
     for start in range(0, len(prompt_ids), batch_size):
         out = sample(model, prompt_ids[start : start + batch_size], max_new_tokens=max_new_tokens,
@@ -49,11 +53,13 @@ def sample_answers(model, records, *, samples, max_new_tokens=16, temperature=1.
                      pad_token_id=int(tokenizer.pad_token_id))
         texts.extend(out.texts)
         stopped.extend(bool(s) for s in out.stopped)
+        if progress is not None:
+            progress.update(len(texts))
     return texts, stopped
 
 
 def sample_preferences(model, records, *, samples=16, per_prompt=4, max_new_tokens=16,
-                       temperature=1.0, seed=0, judge=None, batch_size=512):
+                       temperature=1.0, seed=0, judge=None, batch_size=512, verbose=0):
     """Pairs of a judged-right and a judged-wrong sample of each prompt.
 
     Args:
@@ -71,6 +77,7 @@ def sample_preferences(model, records, *, samples=16, per_prompt=4, max_new_toke
         judge: `judge(record, text) -> bool`; defaults to
             `kerasllm.tasks.verify`.
         batch_size: completions sampled per generator call.
+        verbose: `1` shows a progress bar while sampling.
 
     Returns:
         A list of pair dicts in the form `kerasllm reward` / `dpo` read: for
@@ -86,18 +93,19 @@ def sample_preferences(model, records, *, samples=16, per_prompt=4, max_new_toke
     if judge is None:
         from kerasllm.tasks import verify as judge
     texts, stopped = sample_answers(model, records, samples=samples, max_new_tokens=max_new_tokens,
-                                    temperature=temperature, seed=seed, batch_size=batch_size)
+                                    temperature=temperature, seed=seed, batch_size=batch_size, verbose=verbose)
     pairs = []
     for i, record in enumerate(records):
         rows = range(i * samples, (i + 1) * samples)
-        own = [texts[j] for j in rows if stopped[j] and texts[j].strip()]
-        right = list(dict.fromkeys(t for t in own if judge(record, t)))
-        wrong = list(dict.fromkeys(t for t in own if not judge(record, t)))
+        own = dict.fromkeys(texts[j] for j in rows if stopped[j] and texts[j].strip())  # distinct, in order
+        verdicts = {t: judge(record, t) for t in own}
+        right = [t for t, ok in verdicts.items() if ok]
+        wrong = [t for t, ok in verdicts.items() if not ok]
         if not right or not wrong:
             continue
         prompt = record.get("prompt", record.get("messages"))
-        if isinstance(prompt, list) and prompt and prompt[-1].get("role") == "assistant":
-            prompt = prompt[:-1]  # the reference answer, not the prompt
+        if isinstance(prompt, list):
+            prompt = without_answer(prompt)
         extra = {k: v for k, v in record.items() if k not in _PROMPT_FIELDS}
         for k in range(min(per_prompt, max(len(right), len(wrong)))):
             pairs.append({"prompt": prompt, "chosen": right[k % len(right)],

@@ -50,7 +50,7 @@ def _sample_pairs(args, result):
     try:
         pairs = sample_preferences(args.sample_from, records, samples=args.samples,
                                    per_prompt=args.pairs_per_prompt, max_new_tokens=args.max_new_tokens,
-                                   seed=args.seed)
+                                   seed=args.seed, verbose=0 if args.json else 1)
     except ValueError as error:
         raise CommandError(str(error)) from error
     result["files"]["sampled_preferences"] = str(write_jsonl(output / "sampled_preferences.jsonl", pairs))
